@@ -1,7 +1,28 @@
-//! The [`Im`] handle: opens the store, runs the writer, serves submitters.
+//! The [`Im`] handle: opens the store, runs the group-commit writer and the
+//! read pool, and serves submitters from any thread or async task.
+//!
+//! Threads: one writer owns the only write connection; it takes every call
+//! waiting at that moment, runs each in its own savepoint inside one
+//! transaction, commits once, and only then answers each. Read threads serve
+//! Query calls and password checks (Argon2 runs there, never on an async
+//! runtime). Submitters wait on one-shot channels, so `submit` never blocks
+//! an executor thread.
 
+use crate::auth::{self, CredentialCache};
+use crate::intake::{self, PreparedCall};
 use crate::model::Inventory;
-use crate::{CoreConfig, Form, Outcome};
+use crate::secrets::Secrets;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{ReadConn, Store, StoreError, WriteConn};
+use crate::{CoreConfig, ErrorCode, Form, Outcome};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::JoinHandle;
+use std::time::Instant;
+use tokio::sync::oneshot;
 
 /// Errors of the core's own operations (not of a work order: those are
 /// [`Outcome`]s).
@@ -9,19 +30,14 @@ use crate::{CoreConfig, Form, Outcome};
 pub enum CoreError {
     /// The database could not be opened, migrated or used.
     #[error("storage: {0}")]
-    Storage(String),
+    Storage(#[from] StoreError),
     /// The key file could not be read or created.
-    #[error("key file {path}: {reason}")]
-    KeyFile {
-        /// The key file.
-        path: String,
-        /// What went wrong.
-        reason: String,
-    },
+    #[error("key file: {0}")]
+    KeyFile(#[from] crate::secrets::SecretsError),
     /// A value given to the core is not acceptable.
     #[error("invalid: {0}")]
     Invalid(String),
-    /// The writer has stopped (the handle was closed).
+    /// The core has been closed.
     #[error("the core is closed")]
     Closed,
 }
@@ -35,61 +51,489 @@ pub struct WriterStats {
     pub batches: u64,
     /// Work orders judged by the writer.
     pub jobs: u64,
-    /// Batch-size histogram: counts of batches of size ≤ 1, 2, 4, … 1024, more.
+    /// Work orders answered -9999 because they waited longer than the queue time-out.
+    pub expired: u64,
+    /// Batch-size histogram: batches of size ≤ 1, 2, 4, … 1024, and more (last).
     pub batch_size_buckets: [u64; 12],
+}
+
+impl WriterStats {
+    /// The upper bound of each histogram bucket (`None` for the last one).
+    pub fn bucket_bounds() -> [Option<usize>; 12] {
+        let mut b = [None; 12];
+        for (i, slot) in b.iter_mut().enumerate().take(11) {
+            *slot = Some(1usize << i);
+        }
+        b
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    queue_depth: AtomicUsize,
+    batches: AtomicU64,
+    jobs: AtomicU64,
+    expired: AtomicU64,
+    buckets: [AtomicU64; 12],
+}
+
+struct WriteJob {
+    call: PreparedCall,
+    enqueued: Instant,
+    reply: oneshot::Sender<Outcome>,
+}
+
+enum Admin {
+    LoadInventory(Arc<Inventory>),
+    PutOmAccount { login: String, hash: String },
+}
+
+enum WriteMsg {
+    Call(WriteJob),
+    Admin(Admin, oneshot::Sender<Result<(), StoreError>>),
+    Stop,
+}
+
+type ReadJob = Box<dyn FnOnce(&mut dyn ReadConn) + Send>;
+
+enum ReadMsg {
+    Job(ReadJob),
+    Stop,
+}
+
+struct Inner {
+    secrets: Secrets,
+    cache: CredentialCache,
+    writer: SyncSender<WriteMsg>,
+    reader: mpsc::Sender<ReadMsg>,
+    stats: Arc<Stats>,
+    readers: usize,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        stop(self);
+    }
+}
+
+fn stop(inner: &Inner) {
+    let Ok(mut threads) = inner.threads.lock() else { return };
+    if threads.is_empty() {
+        return;
+    }
+    let _ = inner.writer.send(WriteMsg::Stop);
+    for _ in 0..inner.readers {
+        let _ = inner.reader.send(ReadMsg::Stop);
+    }
+    for t in threads.drain(..) {
+        let _ = t.join();
+    }
 }
 
 /// The core handle: cheap to clone, `Send + Sync`, usable from async code.
 #[derive(Clone)]
 pub struct Im {
-    _priv: (),
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Im {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Im").field("stats", &self.writer_stats()).finish()
+    }
 }
 
 impl Im {
-    /// Opens (creating and migrating when needed) the database and starts the writer.
-    pub fn open(_config: CoreConfig) -> Result<Im, CoreError> {
-        unimplemented!()
+    /// Opens (creating and migrating when needed) the SQLite database and the
+    /// key file of `config`, and starts the writer and read threads.
+    pub fn open(config: CoreConfig) -> Result<Im, CoreError> {
+        let store = SqliteStore::open(&config.db_path, config.synchronous)?;
+        let secrets = Secrets::load_or_create(&config.key_file)?;
+        Im::with_store(store, secrets, config)
     }
 
-    /// Judges one call and, when accepted, stores it before answering.
-    /// Never blocks the async runtime.
-    pub async fn submit(&self, _form: Form) -> Outcome {
-        unimplemented!()
+    /// Starts the core on any [`Store`] (the SQLite store is the default).
+    pub fn with_store<S: Store>(store: S, secrets: Secrets, config: CoreConfig) -> Result<Im, CoreError> {
+        let stats = Arc::new(Stats::default());
+        let writer_conn = store.open_writer()?;
+        let (wtx, wrx) = mpsc::sync_channel(config.queue_capacity.max(1));
+        let (rtx, rrx) = mpsc::channel::<ReadMsg>();
+        let rrx = Arc::new(Mutex::new(rrx));
+        let mut threads = Vec::new();
+        let readers = config.read_connections.max(1);
+        for i in 0..readers {
+            let conn = store.open_reader()?;
+            let rx = Arc::clone(&rrx);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("im-read-{i}"))
+                    .spawn(move || read_loop(conn, rx))
+                    .map_err(|e| CoreError::Invalid(format!("cannot start a read thread: {e}")))?,
+            );
+        }
+        let st = Arc::clone(&stats);
+        let cfg = config.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("im-writer".into())
+                .spawn(move || write_loop(writer_conn, wrx, st, cfg))
+                .map_err(|e| CoreError::Invalid(format!("cannot start the writer: {e}")))?,
+        );
+        Ok(Im {
+            inner: Arc::new(Inner {
+                secrets,
+                cache: CredentialCache::new(config.credential_cache_ttl),
+                writer: wtx,
+                reader: rtx,
+                stats,
+                readers,
+                threads: Mutex::new(threads),
+            }),
+        })
     }
 
-    /// [`Im::submit`] for synchronous callers (do not call from async code).
-    pub fn submit_blocking(&self, _form: Form) -> Outcome {
-        unimplemented!()
+    /// Judges one call and, when accepted, stores it durably before answering.
+    /// Never blocks the async runtime it is awaited on.
+    pub async fn submit(&self, form: Form) -> Outcome {
+        let (login, password) = match intake::credentials(&form) {
+            Ok(c) => c,
+            Err(o) => return o,
+        };
+        match self.authenticate(login, password).await {
+            Ok(()) => {}
+            Err(o) => return o,
+        }
+        let call = match intake::prepare(&form, login, &self.inner.secrets) {
+            Ok(c) => c,
+            Err(o) => return o,
+        };
+        drop(form);
+        if call.all_query {
+            let flow = call.flow_id.clone();
+            return self
+                .read(move |r| intake::query_call(r, &call))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, flow_id = %flow, "query failed");
+                    Outcome::internal(flow)
+                });
+        }
+        self.write(call).await
     }
 
-    /// Loads inventory rows (upsert by natural key) in one transaction.
-    pub fn load_inventory(&self, _inventory: &Inventory) -> Result<(), CoreError> {
-        unimplemented!()
+    /// [`Im::submit`] for synchronous callers. Do not call it on an async
+    /// runtime's thread (it parks the calling thread until the answer).
+    pub fn submit_blocking(&self, form: Form) -> Outcome {
+        block_on(self.submit(form))
+    }
+
+    async fn authenticate(&self, login: &str, password: &str) -> Result<(), Outcome> {
+        let inner = &self.inner;
+        if inner.cache.hit(&inner.secrets, login, password) {
+            return Ok(());
+        }
+        let epoch = inner.cache.epoch();
+        let (l, p) = (login.to_string(), password.to_string());
+        let verdict = self
+            .read(move |r| Ok(auth::check_om_account(r.account(&l)?.as_ref(), &p)))
+            .await;
+        match verdict {
+            Ok(Ok(())) => {
+                inner.cache.insert(&inner.secrets, login, password, epoch);
+                Ok(())
+            }
+            Ok(Err(denial)) => {
+                tracing::warn!(account = %login, reason = denial.as_str(), "OM authentication failed");
+                Err(Outcome::refused(ErrorCode::AuthFailed, "authentication failed", ""))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "account lookup failed");
+                Err(Outcome::internal(""))
+            }
+        }
+    }
+
+    async fn write(&self, call: PreparedCall) -> Outcome {
+        let flow = call.flow_id.clone();
+        let (tx, rx) = oneshot::channel();
+        let job = WriteJob { call, enqueued: Instant::now(), reply: tx };
+        let stats = &self.inner.stats;
+        stats.queue_depth.fetch_add(1, Ordering::Relaxed);
+        match self.inner.writer.try_send(WriteMsg::Call(job)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                tracing::warn!(flow_id = %flow, "writer queue full: answering -9999");
+                return Outcome::internal(flow);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                return Outcome::internal(flow);
+            }
+        }
+        rx.await.unwrap_or_else(|_| Outcome::internal(flow))
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn ReadConn) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let _ = tx.send(f(conn));
+        });
+        self.inner
+            .reader
+            .send(ReadMsg::Job(job))
+            .map_err(|_| StoreError::Backend("the core is closed".into()))?;
+        rx.await.map_err(|_| StoreError::Backend("the read thread stopped".into()))?
+    }
+
+    fn admin(&self, op: Admin) -> Result<(), CoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.writer.send(WriteMsg::Admin(op, tx)).map_err(|_| CoreError::Closed)?;
+        block_on(rx).map_err(|_| CoreError::Closed)?.map_err(CoreError::from)
+    }
+
+    /// Loads inventory rows (upsert by natural key; usage is never touched)
+    /// in one transaction.
+    pub fn load_inventory(&self, inventory: &Inventory) -> Result<(), CoreError> {
+        self.admin(Admin::LoadInventory(Arc::new(inventory.clone())))
     }
 
     /// Whether the inventory holds no exchange yet.
     pub fn inventory_is_empty(&self) -> Result<bool, CoreError> {
-        unimplemented!()
+        Ok(block_on(self.read(|r| r.inventory_is_empty()))?)
     }
 
-    /// Creates the OM account `login` (LOCAL, with a role that allows the OM
+    /// Creates the OM account `login` (LOCAL, with the role that allows the OM
     /// interface) or resets its password; drops cached credentials.
-    pub fn set_om_account(&self, _login: &str, _password: &str) -> Result<(), CoreError> {
-        unimplemented!()
+    pub fn set_om_account(&self, login: &str, password: &str) -> Result<(), CoreError> {
+        if login.trim().is_empty() || password.is_empty() {
+            return Err(CoreError::Invalid("login and password must not be empty".into()));
+        }
+        let hash = auth::hash_password(password)?;
+        let r = self.admin(Admin::PutOmAccount { login: login.trim().to_string(), hash });
+        self.inner.cache.clear();
+        r
     }
 
     /// Checks that the store answers.
     pub fn health(&self) -> Result<(), CoreError> {
-        unimplemented!()
+        Ok(block_on(self.read(|r| r.ping()))?)
+    }
+
+    /// Checks that the store answers, from async code.
+    pub async fn health_async(&self) -> Result<(), CoreError> {
+        Ok(self.read(|r| r.ping()).await?)
     }
 
     /// Writer counters.
     pub fn writer_stats(&self) -> WriterStats {
-        unimplemented!()
+        let s = &self.inner.stats;
+        let mut buckets = [0u64; 12];
+        for (b, a) in buckets.iter_mut().zip(&s.buckets) {
+            *b = a.load(Ordering::Relaxed);
+        }
+        WriterStats {
+            queue_depth: s.queue_depth.load(Ordering::Relaxed),
+            batches: s.batches.load(Ordering::Relaxed),
+            jobs: s.jobs.load(Ordering::Relaxed),
+            expired: s.expired.load(Ordering::Relaxed),
+            batch_size_buckets: buckets,
+        }
     }
 
-    /// Stops accepting calls, lets the writer finish what it holds, closes the store.
+    /// Stops the threads after the writer has answered every call it holds,
+    /// and closes the store. Later calls answer -9999.
     pub fn close(&self) {
-        unimplemented!()
+        stop(&self.inner);
+    }
+}
+
+fn read_loop<R: ReadConn>(mut conn: R, rx: Arc<Mutex<Receiver<ReadMsg>>>) {
+    loop {
+        let msg = match rx.lock() {
+            Ok(guard) => guard.recv(),
+            Err(_) => return,
+        };
+        match msg {
+            Ok(ReadMsg::Job(job)) => job(&mut conn),
+            Ok(ReadMsg::Stop) | Err(_) => return,
+        }
+    }
+}
+
+/// Task numbers: `WS` + day + a daily sequence of at least six digits.
+struct TaskSeq {
+    day: String,
+    last: u64,
+    loaded: bool,
+}
+
+fn now() -> (String, String) {
+    let t = time::OffsetDateTime::now_utc();
+    let day = format!("{:04}{:02}{:02}", t.year(), u8::from(t.month()), t.day());
+    let at = t
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| day.clone());
+    (day, at)
+}
+
+fn write_loop<W: WriteConn>(mut conn: W, rx: Receiver<WriteMsg>, stats: Arc<Stats>, cfg: CoreConfig) {
+    let mut seq = TaskSeq { day: String::new(), last: 0, loaded: false };
+    let max_batch = cfg.max_batch.max(1);
+    let mut batch: Vec<WriteJob> = Vec::with_capacity(max_batch);
+    let mut stopping = false;
+    while !stopping {
+        let first = match rx.recv() {
+            Ok(m) => m,
+            Err(_) => return,
+        };
+        let mut admin = Vec::new();
+        let mut push = |m: WriteMsg, batch: &mut Vec<WriteJob>, stopping: &mut bool| match m {
+            WriteMsg::Call(j) => batch.push(j),
+            WriteMsg::Admin(op, reply) => admin.push((op, reply)),
+            WriteMsg::Stop => *stopping = true,
+        };
+        push(first, &mut batch, &mut stopping);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(m) => push(m, &mut batch, &mut stopping),
+                Err(_) => break,
+            }
+        }
+        if stopping {
+            // Answer everything already queued before stopping.
+            while let Ok(m) = rx.try_recv() {
+                push(m, &mut batch, &mut stopping);
+            }
+        }
+        stats.queue_depth.fetch_sub(batch.len(), Ordering::Relaxed);
+        if !batch.is_empty() {
+            run_batch(&mut conn, &mut batch, &mut seq, &stats, &cfg);
+        }
+        for (op, reply) in admin {
+            let _ = reply.send(run_admin(&mut conn, op));
+        }
+    }
+}
+
+fn run_admin<W: WriteConn>(conn: &mut W, op: Admin) -> Result<(), StoreError> {
+    let (_, at) = now();
+    conn.begin()?;
+    let r = match &op {
+        Admin::LoadInventory(inv) => conn.load_inventory(inv, &at),
+        Admin::PutOmAccount { login, hash } => conn.put_om_account(login, hash, &at),
+    };
+    match r {
+        Ok(()) => conn.commit().inspect_err(|_| conn.rollback()),
+        Err(e) => {
+            conn.rollback();
+            Err(e)
+        }
+    }
+}
+
+fn run_batch<W: WriteConn>(
+    conn: &mut W,
+    batch: &mut Vec<WriteJob>,
+    seq: &mut TaskSeq,
+    stats: &Stats,
+    cfg: &CoreConfig,
+) {
+    let n = batch.len();
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats.jobs.fetch_add(n as u64, Ordering::Relaxed);
+    let bucket = (usize::BITS - (n.max(1) - 1).leading_zeros()) as usize;
+    stats.buckets[bucket.min(11)].fetch_add(1, Ordering::Relaxed);
+
+    let (day, at) = now();
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(n);
+    let result = (|| -> Result<(), StoreError> {
+        conn.begin()?;
+        if !seq.loaded || seq.day != day {
+            seq.last = conn.load_task_seq(&day)?;
+            seq.day = day.clone();
+            seq.loaded = true;
+        }
+        let start_seq = seq.last;
+        for job in batch.iter() {
+            if job.enqueued.elapsed() > cfg.queue_timeout {
+                stats.expired.fetch_add(1, Ordering::Relaxed);
+                outcomes.push(Outcome::internal(job.call.flow_id.clone()));
+                continue;
+            }
+            let task_no = format!("WS{day}{:06}", seq.last + 1);
+            conn.savepoint()?;
+            match intake::apply_call(conn, &job.call, &task_no, &at) {
+                Ok(o) if o.is_success() => {
+                    conn.release()?;
+                    seq.last += 1;
+                    outcomes.push(o);
+                }
+                Ok(o) => {
+                    conn.rollback_to()?;
+                    outcomes.push(o);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, flow_id = %job.call.flow_id, "work order failed in storage");
+                    conn.rollback_to()?;
+                    outcomes.push(Outcome::internal(job.call.flow_id.clone()));
+                }
+            }
+        }
+        if seq.last != start_seq {
+            conn.save_task_seq(&day, seq.last)?;
+        }
+        conn.commit()
+    })();
+    if let Err(e) = result {
+        tracing::error!(error = %e, jobs = n, "batch failed: nothing of it was stored");
+        conn.rollback();
+        seq.loaded = false;
+        for (i, job) in batch.iter().enumerate() {
+            let keep = outcomes.get(i).is_some_and(|o| !o.is_success() && o.error_code != ErrorCode::DuplicateFlowId);
+            if !keep {
+                if let Some(slot) = outcomes.get_mut(i) {
+                    *slot = Outcome::internal(job.call.flow_id.clone());
+                } else {
+                    outcomes.push(Outcome::internal(job.call.flow_id.clone()));
+                }
+            }
+        }
+    }
+    for (job, outcome) in batch.drain(..).zip(outcomes) {
+        if outcome.is_success() {
+            tracing::info!(flow_id = %job.call.flow_id, task_no = outcome.task_no.as_deref().unwrap_or(""), "work order accepted");
+        } else {
+            tracing::info!(flow_id = %job.call.flow_id, code = outcome.error_code.code(), desc = %outcome.error_desc, "work order refused");
+        }
+        let _ = job.reply.send(outcome);
+    }
+}
+
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Drives a future to completion on the calling thread (the core's futures
+/// only wait on its own channels, so no runtime is needed).
+fn block_on<F: Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
     }
 }

@@ -11,7 +11,7 @@ macro_rules! wire_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $wire:literal),+ $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name { $($(#[$vm])* $var),+ }
+        pub enum $name { $($(#[$vm])* #[doc = concat!("`", $wire, "` on the wire.")] $var),+ }
 
         impl $name {
             /// Every value.

@@ -1,0 +1,483 @@
+//! Storage behind a trait, so that the domain logic (intake, lifecycle) never
+//! names a database. [`sqlite`] is the embedded default; a server-grade store
+//! implements the same traits.
+//!
+//! The split follows the group-commit design: one [`WriteConn`] is owned by
+//! the single writer thread, which opens a batch, runs each work order in its
+//! own savepoint and commits the batch; any number of [`ReadConn`]s serve
+//! queries and logins concurrently.
+
+pub mod sqlite;
+
+use crate::model::{
+    CommandType, CoverType, Inventory, ServiceState, ServiceType, SourceState, Technology,
+    VlanPurpose,
+};
+use std::collections::BTreeMap;
+
+/// A storage failure. Intake answers -9999 for it and stores nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (I/O, busy, corrupt, …).
+    #[error("storage backend: {0}")]
+    Backend(String),
+    /// A uniqueness or reference rule of the schema refused a write.
+    #[error("storage constraint: {0}")]
+    Constraint(String),
+    /// Stored data could not be read back as expected.
+    #[error("stored data invalid: {0}")]
+    Data(String),
+}
+
+/// Result of storage operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An exchange (POP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeRec {
+    /// Row id.
+    pub id: i64,
+    /// Exchange code.
+    pub code: String,
+    /// POP id.
+    pub popid: String,
+}
+
+/// A DSLAM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DslamRec {
+    /// Row id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Its exchange's row id.
+    pub exchange_id: i64,
+    /// Management IP.
+    pub ip: String,
+    /// What it carries.
+    pub technology: Technology,
+}
+
+/// A DSLAM port with its holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRec {
+    /// Row id.
+    pub id: i64,
+    /// DSLAM row id.
+    pub dslam_id: i64,
+    /// DSLAM name.
+    pub dslam: String,
+    /// DSLAM IP.
+    pub dslam_ip: String,
+    /// Frame.
+    pub frame: u32,
+    /// Slot.
+    pub slot: u32,
+    /// Port.
+    pub port: u32,
+    /// Source state.
+    pub state: SourceState,
+    /// The service holding it.
+    pub holder: Option<i64>,
+    /// Soft-removed by a sync.
+    pub removed: bool,
+}
+
+impl PortRec {
+    /// `dslam/frame/slot/port`.
+    pub fn label(&self) -> String {
+        format!("{}/{}/{}/{}", self.dslam, self.frame, self.slot, self.port)
+    }
+}
+
+/// A compound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompoundRec {
+    /// Row id.
+    pub id: i64,
+    /// Code.
+    pub code: String,
+    /// Exchange (POP) row id.
+    pub exchange_id: i64,
+}
+
+/// An OLT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OltRec {
+    /// Row id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+}
+
+/// A PON port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PonRec {
+    /// Row id.
+    pub id: i64,
+    /// OLT row id.
+    pub olt_id: i64,
+    /// OLT name.
+    pub olt: String,
+    /// Frame.
+    pub frame: u32,
+    /// Slot.
+    pub slot: u32,
+    /// Port.
+    pub port: u32,
+    /// ONT ids `0..max_onts`.
+    pub max_onts: u32,
+    /// Source state.
+    pub state: SourceState,
+}
+
+impl PonRec {
+    /// `OLT/frame/slot/port`.
+    pub fn label(&self) -> String {
+        format!("{}/{}/{}/{}", self.olt, self.frame, self.slot, self.port)
+    }
+}
+
+/// An ONT with its place and holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OntRec {
+    /// Row id.
+    pub id: i64,
+    /// Serial (canonical form).
+    pub serial: String,
+    /// Its PON port.
+    pub pon: PonRec,
+    /// ONT id on the PON port.
+    pub ont_id: u32,
+    /// Source state.
+    pub state: SourceState,
+    /// The service holding it.
+    pub holder: Option<i64>,
+    /// Soft-removed.
+    pub removed: bool,
+}
+
+/// A service as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRec {
+    /// Row id.
+    pub id: i64,
+    /// PPPoE login.
+    pub user_name: String,
+    /// Service type.
+    pub service_type: ServiceType,
+    /// Cover type.
+    pub cover_type: CoverType,
+    /// Active or not.
+    pub state: ServiceState,
+    /// Customer row id.
+    pub customer_id: Option<i64>,
+    /// Broadband service an add-on rides on.
+    pub parent_id: Option<i64>,
+    /// POP of the order that last placed it.
+    pub popid: String,
+    /// Exchange row id (ADSL/VDSL).
+    pub exchange_id: Option<i64>,
+    /// OLT row id (FTTH and its add-ons).
+    pub olt_id: Option<i64>,
+    /// Compound row id (FTTH).
+    pub compound_id: Option<i64>,
+    /// VLAN id.
+    pub vlan: Option<u16>,
+    /// Speed in kbit/s.
+    pub speed_kbps: Option<u64>,
+    /// Every other (non-protected) field the forms carried, canonical name → value.
+    pub fields: BTreeMap<String, String>,
+}
+
+/// The writable part of a service (everything but id, state and timestamps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceWrite {
+    /// PPPoE login.
+    pub user_name: String,
+    /// Service type.
+    pub service_type: ServiceType,
+    /// Cover type.
+    pub cover_type: CoverType,
+    /// Customer row id.
+    pub customer_id: Option<i64>,
+    /// Broadband parent of an add-on.
+    pub parent_id: Option<i64>,
+    /// POP id.
+    pub popid: String,
+    /// Exchange row id.
+    pub exchange_id: Option<i64>,
+    /// OLT row id.
+    pub olt_id: Option<i64>,
+    /// Compound row id.
+    pub compound_id: Option<i64>,
+    /// VLAN id.
+    pub vlan: Option<u16>,
+    /// Speed in kbit/s.
+    pub speed_kbps: Option<u64>,
+    /// Encrypted PPPoE password (`None` keeps the stored one).
+    pub password_enc: Option<Vec<u8>>,
+    /// Encrypted IPTV password (`None` keeps the stored one).
+    pub iptv_password_enc: Option<Vec<u8>>,
+    /// Other fields, canonical name → value.
+    pub fields: BTreeMap<String, String>,
+}
+
+/// Customer data an order carries (`None` keeps what is stored).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CustomerWrite {
+    /// Account number (key).
+    pub account_number: String,
+    /// Name.
+    pub name: Option<String>,
+    /// Segment.
+    pub segment: Option<String>,
+    /// Level.
+    pub level: Option<String>,
+    /// Encrypted mobile number.
+    pub mobile_enc: Option<Vec<u8>>,
+    /// Encrypted e-mail.
+    pub email_enc: Option<Vec<u8>>,
+}
+
+/// A new task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskWrite<'a> {
+    /// `WSyyyyMMddNNNNNN`.
+    pub task_no: &'a str,
+    /// The call's flowId.
+    pub flow_id: &'a str,
+    /// Keyed hash of the call's content.
+    pub fingerprint: &'a [u8],
+    /// POP id.
+    pub popid: &'a str,
+    /// The stored request (JSON; credentials removed, protected values encrypted).
+    pub request: &'a str,
+    /// The OM account that sent it.
+    pub account: &'a str,
+    /// Timestamp (RFC 3339 UTC).
+    pub at: &'a str,
+}
+
+/// An item of a task, as stored with the outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskItemWrite<'a> {
+    /// 1-based position.
+    pub seq: u32,
+    /// Opertype.
+    pub opertype: &'a str,
+    /// Service type.
+    pub service_type: &'a str,
+    /// UserName.
+    pub user_name: &'a str,
+    /// The service it acted on.
+    pub service_id: Option<i64>,
+    /// Port after the call.
+    pub port: &'a str,
+    /// ONT serial after the call.
+    pub ont_sn: &'a str,
+    /// VLAN after the call.
+    pub vlan: &'a str,
+    /// Service state after the call.
+    pub state: &'a str,
+}
+
+/// An activation command for the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandWrite<'a> {
+    /// `CMD-<taskNo>-<n>`.
+    pub cmd_id: &'a str,
+    /// n, from 1 within the task.
+    pub seq: u32,
+    /// The service it is about.
+    pub service_id: i64,
+    /// ACTIVATE / MODIFY / DEACTIVATE.
+    pub kind: CommandType,
+    /// The service type.
+    pub service_type: ServiceType,
+    /// Params as JSON (an ordered list of name/value pairs; never secrets).
+    pub params: &'a str,
+    /// Timestamp.
+    pub at: &'a str,
+}
+
+/// An account as login needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRec {
+    /// Row id.
+    pub id: i64,
+    /// Login as stored.
+    pub login: String,
+    /// `LOCAL` or `AD`.
+    pub auth_mode: String,
+    /// Enabled flag.
+    pub enabled: bool,
+    /// Argon2id PHC string (LOCAL only).
+    pub password_hash: Option<String>,
+    /// Bumped on every password change.
+    pub password_version: i64,
+    /// Whether one of its roles allows the OM interface.
+    pub om_interface: bool,
+}
+
+/// Whether a task insert claimed its flowId.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskInsert {
+    /// Inserted with this row id.
+    Inserted(i64),
+    /// The flowId belongs to an earlier task: its number and fingerprint.
+    Duplicate {
+        /// The earlier task.
+        task_no: String,
+        /// Its content fingerprint.
+        fingerprint: Vec<u8>,
+    },
+}
+
+/// Reads the domain logic needs. Implemented by read connections and by the
+/// writer (inside its open batch, so a work order sees the earlier ones).
+pub trait StoreRead {
+    /// The exchange with this POP id.
+    fn exchange_by_popid(&mut self, popid: &str) -> StoreResult<Option<ExchangeRec>>;
+    /// A DSLAM by name (case-insensitive), not removed.
+    fn dslam_by_name(&mut self, name: &str) -> StoreResult<Option<DslamRec>>;
+    /// A DSLAM by management IP, not removed.
+    fn dslam_by_ip(&mut self, ip: &str) -> StoreResult<Option<DslamRec>>;
+    /// The DSLAMs of an exchange by name, not removed.
+    fn dslams_of_exchange(&mut self, exchange_id: i64) -> StoreResult<Vec<DslamRec>>;
+    /// A port by position.
+    fn port_at(&mut self, dslam_id: i64, frame: u32, slot: u32, port: u32)
+    -> StoreResult<Option<PortRec>>;
+    /// The first free, available port of a DSLAM (frame, slot, port order).
+    fn first_free_port(&mut self, dslam_id: i64) -> StoreResult<Option<PortRec>>;
+    /// The port a service holds.
+    fn port_held_by(&mut self, service_id: i64) -> StoreResult<Option<PortRec>>;
+    /// A compound by code, not removed.
+    fn compound_by_code(&mut self, code: &str) -> StoreResult<Option<CompoundRec>>;
+    /// The PON ports serving a compound, by OLT name, frame, slot, port.
+    fn pon_ports_of_compound(&mut self, compound_id: i64) -> StoreResult<Vec<PonRec>>;
+    /// An OLT by name, not removed.
+    fn olt_by_name(&mut self, name: &str) -> StoreResult<Option<OltRec>>;
+    /// An OLT by id.
+    fn olt_by_id(&mut self, id: i64) -> StoreResult<Option<OltRec>>;
+    /// A compound by id.
+    fn compound_by_id(&mut self, id: i64) -> StoreResult<Option<CompoundRec>>;
+    /// An ONT by serial (removed ones included).
+    fn ont_by_serial(&mut self, serial: &str) -> StoreResult<Option<OntRec>>;
+    /// The ONT a service holds.
+    fn ont_held_by(&mut self, service_id: i64) -> StoreResult<Option<OntRec>>;
+    /// ONT ids in use on a PON port, ascending.
+    fn used_ont_ids(&mut self, pon_port_id: i64) -> StoreResult<Vec<u32>>;
+    /// Whether a VLAN exists (not removed) on an OLT, and its purpose.
+    fn vlan(&mut self, olt_id: i64, vlan_id: u16) -> StoreResult<Option<VlanPurpose>>;
+    /// The lowest-numbered VLAN of a purpose on an OLT.
+    fn lowest_vlan(&mut self, olt_id: i64, purpose: VlanPurpose) -> StoreResult<Option<u16>>;
+    /// A service by its key.
+    fn service(&mut self, user_name: &str, service_type: ServiceType)
+    -> StoreResult<Option<ServiceRec>>;
+    /// Active add-ons riding on a broadband service.
+    fn active_addons(&mut self, parent_id: i64) -> StoreResult<Vec<ServiceRec>>;
+    /// Services for a Query, as answered (no protected values).
+    fn query_services(
+        &mut self,
+        user_name: &str,
+        service_type: Option<ServiceType>,
+    ) -> StoreResult<Vec<crate::ServiceView>>;
+    /// The account number of a customer.
+    fn customer_account(&mut self, customer_id: i64) -> StoreResult<Option<String>>;
+    /// An account by login (case-insensitive).
+    fn account(&mut self, login: &str) -> StoreResult<Option<AccountRec>>;
+    /// Whether no exchange is known yet.
+    fn inventory_is_empty(&mut self) -> StoreResult<bool>;
+}
+
+/// Writes of the domain logic, inside the writer's open batch.
+pub trait StoreWrite: StoreRead {
+    /// Inserts a task, claiming its flowId, or reports the earlier task.
+    fn insert_task(&mut self, task: &TaskWrite<'_>) -> StoreResult<TaskInsert>;
+    /// Inserts an item of a task.
+    fn insert_task_item(&mut self, task_id: i64, item: &TaskItemWrite<'_>) -> StoreResult<()>;
+    /// Appends to a task's history.
+    fn insert_task_history(
+        &mut self,
+        task_id: i64,
+        at: &str,
+        from: Option<&str>,
+        to: &str,
+        action: &str,
+        actor: &str,
+        reason: &str,
+    ) -> StoreResult<()>;
+    /// Queues a command in the outbox.
+    fn insert_command(&mut self, task_id: i64, cmd: &CommandWrite<'_>) -> StoreResult<()>;
+    /// Creates or updates a customer; returns its id.
+    fn upsert_customer(&mut self, c: &CustomerWrite, at: &str) -> StoreResult<i64>;
+    /// Creates a service (state ACTIVE) or reactivates and rewrites an inactive
+    /// one of the same key; returns its id.
+    fn put_service(&mut self, s: &ServiceWrite, at: &str) -> StoreResult<i64>;
+    /// Rewrites an active service's data.
+    fn update_service(&mut self, id: i64, s: &ServiceWrite, at: &str) -> StoreResult<()>;
+    /// Sets a service's state.
+    fn set_service_state(&mut self, id: i64, state: ServiceState, at: &str) -> StoreResult<()>;
+    /// Makes a service hold a port; fails with `Constraint` when it is held.
+    fn hold_port(&mut self, port_id: i64, service_id: i64, at: &str) -> StoreResult<()>;
+    /// Frees whatever port a service holds.
+    fn release_port(&mut self, service_id: i64, at: &str) -> StoreResult<()>;
+    /// Registers an ONT that OM named first, placed at a PON port and id.
+    fn register_ont(
+        &mut self,
+        serial: &str,
+        pon_port_id: i64,
+        ont_id: u32,
+        model: &str,
+        at: &str,
+    ) -> StoreResult<i64>;
+    /// Re-places a removed ONT at a PON port and id.
+    fn replace_ont(&mut self, id: i64, pon_port_id: i64, ont_id: u32, at: &str) -> StoreResult<()>;
+    /// Makes a service hold an ONT; fails with `Constraint` when it is held.
+    fn hold_ont(&mut self, ont_row: i64, service_id: i64, at: &str) -> StoreResult<()>;
+    /// Frees whatever ONT a service holds.
+    fn release_ont(&mut self, service_id: i64, at: &str) -> StoreResult<()>;
+    /// The last task sequence number used on a day (`yyyyMMdd`), 0 when none.
+    fn load_task_seq(&mut self, day: &str) -> StoreResult<u64>;
+    /// Records the last task sequence number used on a day.
+    fn save_task_seq(&mut self, day: &str, last: u64) -> StoreResult<()>;
+}
+
+/// The writer's connection: batch control on top of [`StoreWrite`].
+pub trait WriteConn: StoreWrite + Send + 'static {
+    /// Opens a batch transaction (taking the write lock).
+    fn begin(&mut self) -> StoreResult<()>;
+    /// Starts an isolated unit inside the batch.
+    fn savepoint(&mut self) -> StoreResult<()>;
+    /// Keeps the unit's changes.
+    fn release(&mut self) -> StoreResult<()>;
+    /// Undoes the unit's changes.
+    fn rollback_to(&mut self) -> StoreResult<()>;
+    /// Commits the batch durably.
+    fn commit(&mut self) -> StoreResult<()>;
+    /// Abandons the batch.
+    fn rollback(&mut self);
+    /// Loads inventory rows (upsert by natural key) inside the open batch.
+    fn load_inventory(&mut self, inventory: &Inventory, at: &str) -> StoreResult<()>;
+    /// Creates or resets a LOCAL account with the OM-interface role.
+    fn put_om_account(&mut self, login: &str, password_hash: &str, at: &str) -> StoreResult<()>;
+}
+
+/// A read connection.
+pub trait ReadConn: StoreRead + Send + 'static {
+    /// Checks that the store answers.
+    fn ping(&mut self) -> StoreResult<()>;
+}
+
+/// A store: opens the writer's connection and read connections.
+pub trait Store: Send + Sync + 'static {
+    /// The writer's connection type.
+    type Writer: WriteConn;
+    /// A read connection type.
+    type Reader: ReadConn;
+    /// Opens the (single) writer connection.
+    fn open_writer(&self) -> StoreResult<Self::Writer>;
+    /// Opens one more read connection.
+    fn open_reader(&self) -> StoreResult<Self::Reader>;
+}

@@ -1,0 +1,207 @@
+//! The embedded store: SQLite through rusqlite (bundled), WAL, foreign keys,
+//! versioned migrations applied on open, `synchronous=FULL` by default.
+
+mod inventory_load;
+mod read;
+mod write;
+
+use super::{ReadConn, Store, StoreError, StoreResult, WriteConn};
+use crate::Synchronous;
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The migrations, in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+
+/// A SQLite database file.
+///
+/// ```
+/// use im_core::store::{Store, ReadConn, sqlite::SqliteStore};
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = SqliteStore::open(dir.path().join("im.db"), im_core::Synchronous::Full).unwrap();
+/// store.open_reader().unwrap().ping().unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    path: PathBuf,
+    synchronous: Synchronous,
+}
+
+impl SqliteStore {
+    /// Opens (creating when absent) and migrates the database at `path`.
+    pub fn open(path: impl Into<PathBuf>, synchronous: Synchronous) -> StoreResult<SqliteStore> {
+        let path = path.into();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Backend(format!("create {}: {e}", dir.display())))?;
+        }
+        let store = SqliteStore { path, synchronous };
+        let mut conn = store.connect(false)?;
+        migrate(&mut conn)?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn connect(&self, read_only: bool) -> StoreResult<Connection> {
+        let flags = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(backend)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(backend)?;
+        if !read_only {
+            let mode: String = conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+                .map_err(backend)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StoreError::Backend(format!("journal_mode is {mode}, not wal")));
+            }
+        }
+        conn.pragma_update(None, "synchronous", self.synchronous.pragma())
+            .map_err(backend)?;
+        conn.pragma_update(None, "foreign_keys", true).map_err(backend)?;
+        conn.pragma_update(None, "temp_store", "MEMORY").map_err(backend)?;
+        conn.set_prepared_statement_cache_capacity(128);
+        Ok(conn)
+    }
+}
+
+impl Store for SqliteStore {
+    type Writer = SqliteWriter;
+    type Reader = SqliteReader;
+
+    fn open_writer(&self) -> StoreResult<SqliteWriter> {
+        let conn = self.connect(false)?;
+        // A bigger page cache keeps the hot indexes of a large inventory in memory.
+        conn.pragma_update(None, "cache_size", -65536).map_err(backend)?;
+        Ok(SqliteWriter { conn, depth: 0 })
+    }
+
+    fn open_reader(&self) -> StoreResult<SqliteReader> {
+        Ok(SqliteReader { conn: self.connect(true)? })
+    }
+}
+
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(backend)?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::Backend(format!(
+            "database schema version {version} is newer than this IM ({known})"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute_batch(sql).map_err(backend)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(backend)?;
+        tx.commit().map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Maps a rusqlite error to a [`StoreError`].
+pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(f, msg) = &e
+        && f.code == rusqlite::ErrorCode::ConstraintViolation
+    {
+        return StoreError::Constraint(msg.clone().unwrap_or_else(|| f.to_string()));
+    }
+    StoreError::Backend(e.to_string())
+}
+
+/// A read-only connection.
+pub struct SqliteReader {
+    conn: Connection,
+}
+
+impl ReadConn for SqliteReader {
+    fn ping(&mut self) -> StoreResult<()> {
+        let ok: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM meta")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(backend)?;
+        let _ = ok;
+        Ok(())
+    }
+}
+
+/// The writer's connection.
+pub struct SqliteWriter {
+    conn: Connection,
+    depth: u32,
+}
+
+impl WriteConn for SqliteWriter {
+    fn begin(&mut self) -> StoreResult<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
+        self.depth = 0;
+        Ok(())
+    }
+
+    fn savepoint(&mut self) -> StoreResult<()> {
+        self.conn.execute_batch("SAVEPOINT job").map_err(backend)?;
+        self.depth += 1;
+        Ok(())
+    }
+
+    fn release(&mut self) -> StoreResult<()> {
+        self.conn.execute_batch("RELEASE job").map_err(backend)?;
+        self.depth = self.depth.saturating_sub(1);
+        Ok(())
+    }
+
+    fn rollback_to(&mut self) -> StoreResult<()> {
+        self.conn
+            .execute_batch("ROLLBACK TO job; RELEASE job")
+            .map_err(backend)?;
+        self.depth = self.depth.saturating_sub(1);
+        Ok(())
+    }
+
+    fn commit(&mut self) -> StoreResult<()> {
+        self.conn.execute_batch("COMMIT").map_err(backend)
+    }
+
+    fn rollback(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        self.depth = 0;
+    }
+
+    fn load_inventory(&mut self, inventory: &crate::model::Inventory, at: &str) -> StoreResult<()> {
+        inventory_load::load(&self.conn, inventory, at)
+    }
+
+    fn put_om_account(&mut self, login: &str, password_hash: &str, at: &str) -> StoreResult<()> {
+        write::put_om_account(&self.conn, login, password_hash, at)
+    }
+}
+
+/// Gives the shared read implementation its connection.
+pub(crate) trait HasConn {
+    fn conn(&self) -> &Connection;
+}
+
+impl HasConn for SqliteReader {
+    fn conn(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl HasConn for SqliteWriter {
+    fn conn(&self) -> &Connection {
+        &self.conn
+    }
+}
