@@ -87,7 +87,11 @@ pub(crate) struct CredentialCache {
 
 impl CredentialCache {
     pub(crate) fn new(ttl: Duration) -> CredentialCache {
-        CredentialCache { ttl, epoch: AtomicU64::new(0), map: RwLock::new(HashMap::new()) }
+        CredentialCache {
+            ttl,
+            epoch: AtomicU64::new(0),
+            map: RwLock::new(HashMap::new()),
+        }
     }
 
     /// The epoch to pass to [`CredentialCache::insert`] for a verification
@@ -103,7 +107,9 @@ impl CredentialCache {
         let key = login.to_lowercase();
         let tag = secrets.credential_tag(&key, password);
         let epoch = self.epoch();
-        let Ok(map) = self.map.read() else { return false };
+        let Ok(map) = self.map.read() else {
+            return false;
+        };
         map.get(&key).is_some_and(|e| {
             e.epoch == epoch && e.expires > Instant::now() && tags_equal(&e.tag, &tag)
         })
@@ -123,7 +129,14 @@ impl CredentialCache {
                 let now = Instant::now();
                 map.retain(|_, e| e.expires > now);
             }
-            map.insert(key, Entry { tag, expires: Instant::now() + self.ttl, epoch });
+            map.insert(
+                key,
+                Entry {
+                    tag,
+                    expires: Instant::now() + self.ttl,
+                    epoch,
+                },
+            );
         }
     }
 

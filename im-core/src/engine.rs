@@ -80,7 +80,9 @@ struct Stats {
 struct WriteJob {
     call: PreparedCall,
     enqueued: Instant,
-    reply: oneshot::Sender<Outcome>,
+    /// The call goes back with its outcome, so that its memory is freed on
+    /// the submitter's thread, not the writer's.
+    reply: oneshot::Sender<(Outcome, PreparedCall)>,
 }
 
 enum Admin {
@@ -118,7 +120,9 @@ impl Drop for Inner {
 }
 
 fn stop(inner: &Inner) {
-    let Ok(mut threads) = inner.threads.lock() else { return };
+    let Ok(mut threads) = inner.threads.lock() else {
+        return;
+    };
     if threads.is_empty() {
         return;
     }
@@ -139,7 +143,9 @@ pub struct Im {
 
 impl std::fmt::Debug for Im {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Im").field("stats", &self.writer_stats()).finish()
+        f.debug_struct("Im")
+            .field("stats", &self.writer_stats())
+            .finish()
     }
 }
 
@@ -153,7 +159,11 @@ impl Im {
     }
 
     /// Starts the core on any [`Store`] (the SQLite store is the default).
-    pub fn with_store<S: Store>(store: S, secrets: Secrets, config: CoreConfig) -> Result<Im, CoreError> {
+    pub fn with_store<S: Store>(
+        store: S,
+        secrets: Secrets,
+        config: CoreConfig,
+    ) -> Result<Im, CoreError> {
         let stats = Arc::new(Stats::default());
         let writer_conn = store.open_writer()?;
         let (wtx, wrx) = mpsc::sync_channel(config.queue_capacity.max(1));
@@ -244,7 +254,11 @@ impl Im {
             }
             Ok(Err(denial)) => {
                 tracing::warn!(account = %login, reason = denial.as_str(), "OM authentication failed");
-                Err(Outcome::refused(ErrorCode::AuthFailed, "authentication failed", ""))
+                Err(Outcome::refused(
+                    ErrorCode::AuthFailed,
+                    "authentication failed",
+                    "",
+                ))
             }
             Err(e) => {
                 tracing::error!(error = %e, "account lookup failed");
@@ -256,7 +270,11 @@ impl Im {
     async fn write(&self, call: PreparedCall) -> Outcome {
         let flow = call.flow_id.clone();
         let (tx, rx) = oneshot::channel();
-        let job = WriteJob { call, enqueued: Instant::now(), reply: tx };
+        let job = WriteJob {
+            call,
+            enqueued: Instant::now(),
+            reply: tx,
+        };
         let stats = &self.inner.stats;
         stats.queue_depth.fetch_add(1, Ordering::Relaxed);
         match self.inner.writer.try_send(WriteMsg::Call(job)) {
@@ -271,7 +289,18 @@ impl Im {
                 return Outcome::internal(flow);
             }
         }
-        rx.await.unwrap_or_else(|_| Outcome::internal(flow))
+        match rx.await {
+            Ok((outcome, call)) => {
+                drop(call);
+                if outcome.is_success() {
+                    tracing::info!(flow_id = %flow, task_no = outcome.task_no.as_deref().unwrap_or(""), "work order accepted");
+                } else {
+                    tracing::info!(flow_id = %flow, code = outcome.error_code.code(), desc = %outcome.error_desc, "work order refused");
+                }
+                outcome
+            }
+            Err(_) => Outcome::internal(flow),
+        }
     }
 
     async fn read<T: Send + 'static>(
@@ -286,13 +315,19 @@ impl Im {
             .reader
             .send(ReadMsg::Job(job))
             .map_err(|_| StoreError::Backend("the core is closed".into()))?;
-        rx.await.map_err(|_| StoreError::Backend("the read thread stopped".into()))?
+        rx.await
+            .map_err(|_| StoreError::Backend("the read thread stopped".into()))?
     }
 
     fn admin(&self, op: Admin) -> Result<(), CoreError> {
         let (tx, rx) = oneshot::channel();
-        self.inner.writer.send(WriteMsg::Admin(op, tx)).map_err(|_| CoreError::Closed)?;
-        block_on(rx).map_err(|_| CoreError::Closed)?.map_err(CoreError::from)
+        self.inner
+            .writer
+            .send(WriteMsg::Admin(op, tx))
+            .map_err(|_| CoreError::Closed)?;
+        block_on(rx)
+            .map_err(|_| CoreError::Closed)?
+            .map_err(CoreError::from)
     }
 
     /// Loads inventory rows (upsert by natural key; usage is never touched)
@@ -310,10 +345,15 @@ impl Im {
     /// interface) or resets its password; drops cached credentials.
     pub fn set_om_account(&self, login: &str, password: &str) -> Result<(), CoreError> {
         if login.trim().is_empty() || password.is_empty() {
-            return Err(CoreError::Invalid("login and password must not be empty".into()));
+            return Err(CoreError::Invalid(
+                "login and password must not be empty".into(),
+            ));
         }
         let hash = auth::hash_password(password)?;
-        let r = self.admin(Admin::PutOmAccount { login: login.trim().to_string(), hash });
+        let r = self.admin(Admin::PutOmAccount {
+            login: login.trim().to_string(),
+            hash,
+        });
         self.inner.cache.clear();
         r
     }
@@ -380,8 +420,17 @@ fn now() -> (String, String) {
     (day, at)
 }
 
-fn write_loop<W: WriteConn>(mut conn: W, rx: Receiver<WriteMsg>, stats: Arc<Stats>, cfg: CoreConfig) {
-    let mut seq = TaskSeq { day: String::new(), last: 0, loaded: false };
+fn write_loop<W: WriteConn>(
+    mut conn: W,
+    rx: Receiver<WriteMsg>,
+    stats: Arc<Stats>,
+    cfg: CoreConfig,
+) {
+    let mut seq = TaskSeq {
+        day: String::new(),
+        last: 0,
+        loaded: false,
+    };
     let max_batch = cfg.max_batch.max(1);
     let mut batch: Vec<WriteJob> = Vec::with_capacity(max_batch);
     let mut stopping = false;
@@ -435,6 +484,17 @@ fn run_admin<W: WriteConn>(conn: &mut W, op: Admin) -> Result<(), StoreError> {
     }
 }
 
+/// How a batch isolates its calls from each other.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Isolation {
+    /// Savepoints only around calls of several items. A one-item call makes
+    /// every refusal before its first write, so it needs none; if a write of
+    /// it fails anyway, the batch is redone in `Every` mode.
+    MultiItem,
+    /// A savepoint around every call.
+    Every,
+}
+
 fn run_batch<W: WriteConn>(
     conn: &mut W,
     batch: &mut Vec<WriteJob>,
@@ -449,67 +509,107 @@ fn run_batch<W: WriteConn>(
     stats.buckets[bucket.min(11)].fetch_add(1, Ordering::Relaxed);
 
     let (day, at) = now();
-    let mut outcomes: Vec<Outcome> = Vec::with_capacity(n);
-    let result = (|| -> Result<(), StoreError> {
+    let expired: Vec<bool> = batch
+        .iter()
+        .map(|j| j.enqueued.elapsed() > cfg.queue_timeout)
+        .collect();
+    let n_expired = expired.iter().filter(|e| **e).count() as u64;
+    stats.expired.fetch_add(n_expired, Ordering::Relaxed);
+
+    let mut outcomes = match try_batch(conn, batch, &expired, seq, &day, &at, Isolation::MultiItem)
+    {
+        Ok(o) => Ok(o),
+        Err(BatchError::Redo) => try_batch(conn, batch, &expired, seq, &day, &at, Isolation::Every),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &outcomes {
+        tracing::error!(error = %e, jobs = n, "batch failed: nothing of it was stored");
+        conn.rollback();
+        seq.loaded = false;
+        outcomes = Ok(batch
+            .iter()
+            .map(|j| Outcome::internal(j.call.flow_id.clone()))
+            .collect());
+    }
+    let outcomes = outcomes.unwrap_or_default();
+    for (job, outcome) in batch.drain(..).zip(outcomes) {
+        let _ = job.reply.send((outcome, job.call));
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    #[error("a call without savepoint failed in storage; redo with savepoints")]
+    Redo,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Runs one batch in one transaction and commits it; on `Err` nothing of it
+/// is stored (the transaction is rolled back).
+fn try_batch<W: WriteConn>(
+    conn: &mut W,
+    batch: &[WriteJob],
+    expired: &[bool],
+    seq: &mut TaskSeq,
+    day: &str,
+    at: &str,
+    isolation: Isolation,
+) -> Result<Vec<Outcome>, BatchError> {
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
+    let r = (|| -> Result<(), BatchError> {
         conn.begin()?;
         if !seq.loaded || seq.day != day {
-            seq.last = conn.load_task_seq(&day)?;
-            seq.day = day.clone();
+            seq.last = conn.load_task_seq(day)?;
+            seq.day = day.to_string();
             seq.loaded = true;
         }
-        let start_seq = seq.last;
-        for job in batch.iter() {
-            if job.enqueued.elapsed() > cfg.queue_timeout {
-                stats.expired.fetch_add(1, Ordering::Relaxed);
+        for (job, expired) in batch.iter().zip(expired) {
+            if *expired {
                 outcomes.push(Outcome::internal(job.call.flow_id.clone()));
                 continue;
             }
             let task_no = format!("WS{day}{:06}", seq.last + 1);
-            conn.savepoint()?;
-            match intake::apply_call(conn, &job.call, &task_no, &at) {
-                Ok(o) if o.is_success() => {
-                    conn.release()?;
-                    seq.last += 1;
-                    outcomes.push(o);
-                }
+            let isolated = isolation == Isolation::Every || job.call.items.len() > 1;
+            if isolated {
+                conn.savepoint()?;
+            }
+            match intake::apply_call(conn, &job.call, &task_no, at) {
                 Ok(o) => {
-                    conn.rollback_to()?;
+                    if isolated {
+                        if o.is_success() {
+                            conn.release()?;
+                        } else {
+                            conn.rollback_to()?;
+                        }
+                    }
+                    if o.is_success() {
+                        seq.last += 1;
+                    }
                     outcomes.push(o);
                 }
-                Err(e) => {
+                Err(e) if isolated => {
                     tracing::error!(error = %e, flow_id = %job.call.flow_id, "work order failed in storage");
                     conn.rollback_to()?;
                     outcomes.push(Outcome::internal(job.call.flow_id.clone()));
                 }
-            }
-        }
-        if seq.last != start_seq {
-            conn.save_task_seq(&day, seq.last)?;
-        }
-        conn.commit()
-    })();
-    if let Err(e) = result {
-        tracing::error!(error = %e, jobs = n, "batch failed: nothing of it was stored");
-        conn.rollback();
-        seq.loaded = false;
-        for (i, job) in batch.iter().enumerate() {
-            let keep = outcomes.get(i).is_some_and(|o| !o.is_success() && o.error_code != ErrorCode::DuplicateFlowId);
-            if !keep {
-                if let Some(slot) = outcomes.get_mut(i) {
-                    *slot = Outcome::internal(job.call.flow_id.clone());
-                } else {
-                    outcomes.push(Outcome::internal(job.call.flow_id.clone()));
+                Err(e) => {
+                    tracing::warn!(error = %e, flow_id = %job.call.flow_id, "work order failed in storage; redoing its batch with savepoints");
+                    return Err(BatchError::Redo);
                 }
             }
         }
-    }
-    for (job, outcome) in batch.drain(..).zip(outcomes) {
-        if outcome.is_success() {
-            tracing::info!(flow_id = %job.call.flow_id, task_no = outcome.task_no.as_deref().unwrap_or(""), "work order accepted");
-        } else {
-            tracing::info!(flow_id = %job.call.flow_id, code = outcome.error_code.code(), desc = %outcome.error_desc, "work order refused");
+        conn.save_task_seq(day, seq.last)?;
+        conn.commit()?;
+        Ok(())
+    })();
+    match r {
+        Ok(()) => Ok(outcomes),
+        Err(e) => {
+            conn.rollback();
+            seq.loaded = false;
+            Err(e)
         }
-        let _ = job.reply.send(outcome);
     }
 }
 

@@ -1,3 +1,4 @@
+//! Smoke test: one ADSL Install and its duplicate through the public API.
 #![allow(clippy::unwrap_used)]
 mod common;
 use common::*;

@@ -7,12 +7,20 @@ use super::{PreparedCall, item_results_failed};
 use crate::model::{CommandType, CoverType, OperType, ServiceState, ServiceType, VlanPurpose};
 use crate::store::{
     CommandWrite, CustomerWrite, OntRec, PonRec, PortRec, ServiceRec, ServiceWrite, StoreRead,
-    StoreResult, StoreWrite, TaskInsert, TaskItemWrite, TaskWrite,
+    StoreResult, StoreWrite, TaskWrite,
 };
 use crate::{DuplicateContent, ErrorCode, ItemResult, Outcome};
 use std::collections::BTreeMap;
 
 type ItemOutcome = Result<Applied, ItemFailure>;
+/// A judgement that needs stored data: a storage failure, a refusal, or a value.
+type Judged<T> = StoreResult<Result<T, ItemFailure>>;
+/// The DSLAM and port an item names.
+type DslRefs = (Option<crate::store::DslamRec>, Option<PortRec>);
+/// Compound id, ONT plan, candidate PON ports, OLT id and VLAN of an FTTH item.
+type FtthRefs = (i64, OntPlan, Vec<PonRec>, i64, u16);
+/// The ONT and port an add-on uses, and its VLAN.
+type AddonRefs = (Option<OntRec>, Option<PortRec>, Option<u16>);
 
 /// What one accepted item did.
 struct Applied {
@@ -47,33 +55,37 @@ pub(crate) fn apply_call(
     task_no: &str,
     at: &str,
 ) -> StoreResult<Outcome> {
-    let task_id = match tx.insert_task(&TaskWrite {
-        task_no,
-        flow_id: &call.flow_id,
-        fingerprint: &call.fingerprint,
-        popid: &call.popid,
-        request: &call.request_json,
-        account: &call.account,
-        at,
-    })? {
-        TaskInsert::Inserted(id) => id,
-        TaskInsert::Duplicate { task_no, fingerprint } => {
-            let same = fingerprint.as_slice() == call.fingerprint.as_slice();
-            let mut o = Outcome::refused(
-                ErrorCode::DuplicateFlowId,
-                format!("flowId {} was already accepted as task {task_no}", call.flow_id),
-                call.flow_id.clone(),
-            );
-            o.task_no = Some(task_no);
-            o.duplicate_content =
-                Some(if same { DuplicateContent::Same } else { DuplicateContent::Different });
-            return Ok(o);
-        }
-    };
-    if let Some(f) = &call.deferred {
-        return Ok(Outcome::refused(f.code, f.desc.clone(), call.flow_id.clone()));
+    if let Some((task_no, fingerprint)) = tx.flow(&call.flow_id)? {
+        let same = fingerprint.as_slice() == call.fingerprint.as_slice();
+        let mut o = Outcome::refused(
+            ErrorCode::DuplicateFlowId,
+            format!(
+                "flowId {} was already accepted as task {task_no}",
+                call.flow_id
+            ),
+            call.flow_id.clone(),
+        );
+        o.task_no = Some(task_no);
+        o.duplicate_content = Some(if same {
+            DuplicateContent::Same
+        } else {
+            DuplicateContent::Different
+        });
+        return Ok(o);
     }
-    let mut ctx = Ctx { tx, call, at, commands: Vec::new() };
+    if let Some(f) = &call.deferred {
+        return Ok(Outcome::refused(
+            f.code,
+            f.desc.clone(),
+            call.flow_id.clone(),
+        ));
+    }
+    let mut ctx = Ctx {
+        tx,
+        call,
+        at,
+        commands: Vec::new(),
+    };
     let mut applied = Vec::with_capacity(call.items.len());
     for (i, item) in call.items.iter().enumerate() {
         let r = match item {
@@ -86,22 +98,34 @@ pub(crate) fn apply_call(
         }
     }
     let Ctx { tx, commands, .. } = ctx;
-    for (a, head) in applied.iter().zip(&call.heads) {
-        tx.insert_task_item(
-            task_id,
-            &TaskItemWrite {
-                seq: a.result.seq as u32,
-                opertype: &head.opertype,
-                service_type: &head.service_type,
-                user_name: &head.user_name,
-                service_id: a.service_id,
-                port: &a.result.port,
-                ont_sn: &a.result.ont_sn,
-                vlan: &a.result.vlan,
-                state: &a.result.state,
-            },
-        )?;
-    }
+    let items: Vec<serde_json::Value> = applied
+        .iter()
+        .zip(&call.heads)
+        .map(|(a, head)| {
+            serde_json::json!({
+                "seq": a.result.seq,
+                "opertype": head.opertype,
+                "serviceType": head.service_type,
+                "UserName": head.user_name,
+                "service": a.service_id,
+                "port": a.result.port,
+                "ontSn": a.result.ont_sn,
+                "vlan": a.result.vlan,
+                "state": a.result.state,
+            })
+        })
+        .collect();
+    let items = serde_json::Value::Array(items).to_string();
+    let task_id = tx.insert_task(&TaskWrite {
+        task_no,
+        flow_id: &call.flow_id,
+        fingerprint: &call.fingerprint,
+        popid: &call.popid,
+        request: &call.request_json,
+        items: &items,
+        account: &call.account,
+        at,
+    })?;
     for (n, c) in commands.iter().enumerate() {
         let n = n + 1;
         let cmd_id = format!("CMD-{task_no}-{n}");
@@ -119,7 +143,6 @@ pub(crate) fn apply_call(
             },
         )?;
     }
-    tx.insert_task_history(task_id, at, None, "RECEIVED", "RECEIVE", &call.account, "")?;
     Ok(Outcome {
         error_code: ErrorCode::Success,
         error_desc: "success".into(),
@@ -138,7 +161,11 @@ fn params_json(params: &[(&'static str, String)]) -> String {
 /// Answers the Query items of a call that changes nothing.
 pub(crate) fn query_call(r: &mut dyn StoreRead, call: &PreparedCall) -> StoreResult<Outcome> {
     if let Some(f) = &call.deferred {
-        return Ok(Outcome::refused(f.code, f.desc.clone(), call.flow_id.clone()));
+        return Ok(Outcome::refused(
+            f.code,
+            f.desc.clone(),
+            call.flow_id.clone(),
+        ));
     }
     let mut results = Vec::with_capacity(call.items.len());
     for (i, item) in call.items.iter().enumerate() {
@@ -162,7 +189,10 @@ fn query_item(r: &mut dyn StoreRead, v: &ValidItem) -> StoreResult<ItemResult> {
     Ok(ItemResult {
         seq: v.seq,
         opertype: OperType::Query.as_str().into(),
-        service_type: v.service.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        service_type: v
+            .service
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
         user_name: v.user_name.clone(),
         error_code: Some(ErrorCode::Success),
         services,
@@ -174,12 +204,18 @@ fn apply_item(ctx: &mut Ctx<'_>, v: &ValidItem) -> StoreResult<ItemOutcome> {
     let (Some(service), Some(cover)) = (v.service, v.cover) else {
         // Only a Query may lack them (checked statically).
         let res = query_item(ctx.tx, v)?;
-        return Ok(Ok(Applied { result: res, service_id: None }));
+        return Ok(Ok(Applied {
+            result: res,
+            service_id: None,
+        }));
     };
     match v.op {
         OperType::Query => {
             let res = query_item(ctx.tx, v)?;
-            Ok(Ok(Applied { result: res, service_id: None }))
+            Ok(Ok(Applied {
+                result: res,
+                service_id: None,
+            }))
         }
         OperType::Install => match service {
             ServiceType::Adsl | ServiceType::Vdsl => install_dsl(ctx, v, service, cover),
@@ -235,7 +271,9 @@ fn customer(ctx: &mut Ctx<'_>, v: &ValidItem, current: Option<i64>) -> StoreResu
             None => None,
         },
     };
-    let Some(account_number) = account else { return Ok(current) };
+    let Some(account_number) = account else {
+        return Ok(current);
+    };
     let w = CustomerWrite {
         account_number,
         name: f.opt("CustomerName").map(str::to_string),
@@ -265,7 +303,12 @@ fn dsl_params(user: &str, port: &PortRec, speed: Option<u64>) -> Vec<(&'static s
     ]
 }
 
-fn ftth_params(user: &str, ont: &OntRec, vlan: Option<u16>, speed: Option<u64>) -> Vec<(&'static str, String)> {
+fn ftth_params(
+    user: &str,
+    ont: &OntRec,
+    vlan: Option<u16>,
+    speed: Option<u64>,
+) -> Vec<(&'static str, String)> {
     vec![
         ("UserName", user.to_string()),
         ("olt", ont.pon.olt.clone()),
@@ -290,7 +333,11 @@ fn addon_params(
     let mut p = vec![("UserName", user.to_string())];
     match service {
         ServiceType::Iptv => {
-            p.extend([("ontSn", ont_sn), ("vlan", vlan), ("iptvContent", get("iptvcontent"))]);
+            p.extend([
+                ("ontSn", ont_sn),
+                ("vlan", vlan),
+                ("iptvContent", get("iptvcontent")),
+            ]);
         }
         ServiceType::IpPhone => p.extend([
             ("ontSn", ont_sn),
@@ -318,15 +365,29 @@ fn push_command(
     params: Vec<(&'static str, String)>,
 ) {
     if let Some(kind) = CommandType::for_oper(op) {
-        ctx.commands.push(PendingCommand { service_id, kind, service_type, params });
+        ctx.commands.push(PendingCommand {
+            service_id,
+            kind,
+            service_type,
+            params,
+        });
     }
 }
 
-fn result(v: &ValidItem, port: &str, ont: &str, vlan: Option<u16>, state: ServiceState) -> ItemResult {
+fn result(
+    v: &ValidItem,
+    port: &str,
+    ont: &str,
+    vlan: Option<u16>,
+    state: ServiceState,
+) -> ItemResult {
     ItemResult {
         seq: v.seq,
         opertype: v.op.as_str().into(),
-        service_type: v.service.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        service_type: v
+            .service
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
         user_name: v.user_name.clone(),
         error_code: Some(ErrorCode::Success),
         port: port.to_string(),
@@ -345,35 +406,63 @@ fn resolve_dsl_port(
     cover: CoverType,
     exchange_id: Option<i64>,
     default_dslam: Option<i64>,
-) -> StoreResult<Result<(Option<crate::store::DslamRec>, Option<PortRec>), ItemFailure>> {
+) -> Judged<DslRefs> {
     let f = &v.fields;
     let name = f.opt("Dslamname").or(f.opt("DSLAM"));
     if let (Some(a), Some(b)) = (f.opt("Dslamname"), f.opt("DSLAM"))
         && !a.eq_ignore_ascii_case(b)
     {
-        return Ok(Err(ItemFailure::new(ErrorCode::InvalidValue, format!("Dslamname {a} and DSLAM {b} differ"))));
+        return Ok(Err(ItemFailure::new(
+            ErrorCode::InvalidValue,
+            format!("Dslamname {a} and DSLAM {b} differ"),
+        )));
     }
     let mut dslam = None;
     if let Some(name) = name {
         match ctx.tx.dslam_by_name(name)? {
             Some(d) if exchange_id.is_none_or(|e| e == d.exchange_id) => dslam = Some(d),
             Some(_) => {
-                return Ok(Err(ItemFailure::new(ErrorCode::UnknownReference, format!("Dslamname {name} is not a DSLAM of exchange {}", f.get("ExchangeID")))));
+                return Ok(Err(ItemFailure::new(
+                    ErrorCode::UnknownReference,
+                    format!(
+                        "Dslamname {name} is not a DSLAM of exchange {}",
+                        f.get("ExchangeID")
+                    ),
+                )));
             }
-            None => return Ok(Err(ItemFailure::new(ErrorCode::UnknownReference, format!("Dslamname {name} is not in the inventory")))),
+            None => {
+                return Ok(Err(ItemFailure::new(
+                    ErrorCode::UnknownReference,
+                    format!("Dslamname {name} is not in the inventory"),
+                )));
+            }
         }
     }
     if let Some(ip) = f.opt("DslamIP") {
         match ctx.tx.dslam_by_ip(ip)? {
-            None => return Ok(Err(ItemFailure::new(ErrorCode::UnknownReference, format!("DslamIP {ip} is not a DSLAM in the inventory")))),
+            None => {
+                return Ok(Err(ItemFailure::new(
+                    ErrorCode::UnknownReference,
+                    format!("DslamIP {ip} is not a DSLAM in the inventory"),
+                )));
+            }
             Some(d) => match &dslam {
                 Some(named) if named.id != d.id => {
-                    return Ok(Err(ItemFailure::new(ErrorCode::InvalidValue, format!("DslamIP {ip} is not the address of DSLAM {}", named.name))));
+                    return Ok(Err(ItemFailure::new(
+                        ErrorCode::InvalidValue,
+                        format!("DslamIP {ip} is not the address of DSLAM {}", named.name),
+                    )));
                 }
                 Some(_) => {}
                 None => {
                     if exchange_id.is_some_and(|e| e != d.exchange_id) {
-                        return Ok(Err(ItemFailure::new(ErrorCode::UnknownReference, format!("DslamIP {ip} is not a DSLAM of exchange {}", f.get("ExchangeID")))));
+                        return Ok(Err(ItemFailure::new(
+                            ErrorCode::UnknownReference,
+                            format!(
+                                "DslamIP {ip} is not a DSLAM of exchange {}",
+                                f.get("ExchangeID")
+                            ),
+                        )));
                     }
                     dslam = Some(d);
                 }
@@ -383,40 +472,71 @@ fn resolve_dsl_port(
     if let Some(d) = &dslam
         && !d.technology.carries(cover)
     {
-        return Ok(Err(ItemFailure::new(ErrorCode::InvalidValue, format!("DSLAM {} is {} and cannot carry {cover}", d.name, d.technology))));
+        return Ok(Err(ItemFailure::new(
+            ErrorCode::InvalidValue,
+            format!(
+                "DSLAM {} is {} and cannot carry {cover}",
+                d.name, d.technology
+            ),
+        )));
     }
-    let Some((fr, sl, po)) = v.port else { return Ok(Ok((dslam, None))) };
+    let Some((fr, sl, po)) = v.port else {
+        return Ok(Ok((dslam, None)));
+    };
     let dslam_id = match (&dslam, default_dslam) {
         (Some(d), _) => d.id,
         (None, Some(id)) => id,
-        (None, None) => return Ok(Err(ItemFailure::new(ErrorCode::MissingField, "Dslamname is missing (a port needs its DSLAM)"))),
+        (None, None) => {
+            return Ok(Err(ItemFailure::new(
+                ErrorCode::MissingField,
+                "Dslamname is missing (a port needs its DSLAM)",
+            )));
+        }
     };
     match ctx.tx.port_at(dslam_id, fr, sl, po)? {
         Some(p) if !p.removed => Ok(Ok((dslam, Some(p)))),
-        _ => Ok(Err(ItemFailure::new(ErrorCode::UnknownReference, format!("port {}/{fr}/{sl}/{po} is not in the inventory", dslam.as_ref().map(|d| d.name.as_str()).unwrap_or("DSLAM"))))),
+        _ => Ok(Err(ItemFailure::new(
+            ErrorCode::UnknownReference,
+            format!(
+                "port {}/{fr}/{sl}/{po} is not in the inventory",
+                dslam.as_ref().map(|d| d.name.as_str()).unwrap_or("DSLAM")
+            ),
+        ))),
     }
 }
 
 /// Judges whether a service may take a port (-1009).
 fn port_available(p: &PortRec, me: Option<i64>) -> Option<ItemFailure> {
     if p.holder.is_some() && p.holder != me {
-        return Some(ItemFailure::new(ErrorCode::ResourceUnavailable, format!("port {} is held by another service", p.label())));
+        return Some(ItemFailure::new(
+            ErrorCode::ResourceUnavailable,
+            format!("port {} is held by another service", p.label()),
+        ));
     }
     if p.holder.is_none() && p.state != crate::model::SourceState::Available {
-        return Some(ItemFailure::new(ErrorCode::ResourceUnavailable, format!("port {} is {} in the inventory", p.label(), p.state)));
+        return Some(ItemFailure::new(
+            ErrorCode::ResourceUnavailable,
+            format!("port {} is {} in the inventory", p.label(), p.state),
+        ));
     }
     None
 }
 
-fn check_pop(ctx: &mut Ctx<'_>, v: &ValidItem) -> StoreResult<Result<i64, ItemFailure>> {
+fn check_pop(ctx: &mut Ctx<'_>, v: &ValidItem) -> Judged<i64> {
     let popid = &ctx.call.popid;
     let Some(ex) = ctx.tx.exchange_by_popid(popid)? else {
-        return Ok(Err(ItemFailure::new(ErrorCode::UnknownReference, format!("popid {popid} is not a known POP"))));
+        return Ok(Err(ItemFailure::new(
+            ErrorCode::UnknownReference,
+            format!("popid {popid} is not a known POP"),
+        )));
     };
     if let Some(code) = v.fields.opt("ExchangeID")
         && !code.eq_ignore_ascii_case(&ex.code)
     {
-        return Ok(Err(ItemFailure::new(ErrorCode::UnknownReference, format!("ExchangeID {code} is not an exchange of POP {popid}"))));
+        return Ok(Err(ItemFailure::new(
+            ErrorCode::UnknownReference,
+            format!("ExchangeID {code} is not an exchange of POP {popid}"),
+        )));
     }
     Ok(Ok(ex.id))
 }
@@ -430,12 +550,23 @@ macro_rules! tri {
     };
 }
 
-fn install_dsl(ctx: &mut Ctx<'_>, v: &ValidItem, service: ServiceType, cover: CoverType) -> StoreResult<ItemOutcome> {
+fn install_dsl(
+    ctx: &mut Ctx<'_>,
+    v: &ValidItem,
+    service: ServiceType,
+    cover: CoverType,
+) -> StoreResult<ItemOutcome> {
     let exchange_id = tri!(check_pop(ctx, v));
     let (dslam, port) = tri!(resolve_dsl_port(ctx, v, cover, Some(exchange_id), None));
     let existing = ctx.tx.service(&v.user_name, service)?;
-    if existing.as_ref().is_some_and(|s| s.state == ServiceState::Active) {
-        return fail(ErrorCode::StateConflict, format!("{service} service {} is already active", v.user_name));
+    if existing
+        .as_ref()
+        .is_some_and(|s| s.state == ServiceState::Active)
+    {
+        return fail(
+            ErrorCode::StateConflict,
+            format!("{service} service {} is already active", v.user_name),
+        );
     }
     let port = match port {
         Some(p) => {
@@ -447,7 +578,12 @@ fn install_dsl(ctx: &mut Ctx<'_>, v: &ValidItem, service: ServiceType, cover: Co
         None => {
             let candidates = match dslam {
                 Some(d) => vec![d],
-                None => ctx.tx.dslams_of_exchange(exchange_id)?.into_iter().filter(|d| d.technology.carries(cover)).collect(),
+                None => ctx
+                    .tx
+                    .dslams_of_exchange(exchange_id)?
+                    .into_iter()
+                    .filter(|d| d.technology.carries(cover))
+                    .collect(),
             };
             let mut found = None;
             for d in &candidates {
@@ -458,7 +594,15 @@ fn install_dsl(ctx: &mut Ctx<'_>, v: &ValidItem, service: ServiceType, cover: Co
             }
             match found {
                 Some(p) => p,
-                None => return fail(ErrorCode::ResourceUnavailable, format!("no free {cover} port at exchange {}", v.fields.get("ExchangeID"))),
+                None => {
+                    return fail(
+                        ErrorCode::ResourceUnavailable,
+                        format!(
+                            "no free {cover} port at exchange {}",
+                            v.fields.get("ExchangeID")
+                        ),
+                    );
+                }
             }
         }
     };
@@ -469,8 +613,17 @@ fn install_dsl(ctx: &mut Ctx<'_>, v: &ValidItem, service: ServiceType, cover: Co
     w.exchange_id = Some(exchange_id);
     let id = ctx.tx.put_service(&w, ctx.at)?;
     ctx.tx.hold_port(port.id, id, ctx.at)?;
-    push_command(ctx, id, OperType::Install, service, dsl_params(&v.user_name, &port, w.speed_kbps));
-    Ok(Ok(Applied { result: result(v, &port.label(), "", None, ServiceState::Active), service_id: Some(id) }))
+    push_command(
+        ctx,
+        id,
+        OperType::Install,
+        service,
+        dsl_params(&v.user_name, &port, w.speed_kbps),
+    );
+    Ok(Ok(Applied {
+        result: result(v, &port.label(), "", None, ServiceState::Active),
+        service_id: Some(id),
+    }))
 }
 
 /// Where an FTTH service's ONT goes: an existing ONT, or a new place.
@@ -487,104 +640,216 @@ fn resolve_ftth(
     compound_code: &str,
     ont_sn: &str,
     me: Option<i64>,
-) -> StoreResult<Result<(i64, OntPlan, Vec<PonRec>, i64, u16), ItemFailure>> {
+) -> Judged<FtthRefs> {
     use ErrorCode::*;
     let popid = ctx.call.popid.clone();
     let Some(ex) = ctx.tx.exchange_by_popid(&popid)? else {
-        return Ok(Err(ItemFailure::new(UnknownReference, format!("popid {popid} is not a known POP"))));
+        return Ok(Err(ItemFailure::new(
+            UnknownReference,
+            format!("popid {popid} is not a known POP"),
+        )));
     };
     let compound = match ctx.tx.compound_by_code(compound_code)? {
         Some(c) if c.exchange_id == ex.id => c,
-        _ => return Ok(Err(ItemFailure::new(UnknownReference, format!("CompoundId {compound_code} is not a compound of POP {popid}")))),
+        _ => {
+            return Ok(Err(ItemFailure::new(
+                UnknownReference,
+                format!("CompoundId {compound_code} is not a compound of POP {popid}"),
+            )));
+        }
     };
     let pons = ctx.tx.pon_ports_of_compound(compound.id)?;
     let olt_id = match v.fields.opt("OLTName") {
         Some(name) => match ctx.tx.olt_by_name(name)? {
-            None => return Ok(Err(ItemFailure::new(UnknownReference, format!("OLTName {name} is not in the inventory")))),
+            None => {
+                return Ok(Err(ItemFailure::new(
+                    UnknownReference,
+                    format!("OLTName {name} is not in the inventory"),
+                )));
+            }
             Some(o) if pons.iter().any(|p| p.olt_id == o.id) => o.id,
-            Some(_) => return Ok(Err(ItemFailure::new(InvalidValue, format!("OLTName {name} does not serve compound {compound_code}")))),
+            Some(_) => {
+                return Ok(Err(ItemFailure::new(
+                    InvalidValue,
+                    format!("OLTName {name} does not serve compound {compound_code}"),
+                )));
+            }
         },
         None => match pons.first() {
             Some(p) => p.olt_id,
-            None => return Ok(Err(ItemFailure::new(UnknownReference, format!("no PON port serves compound {compound_code}")))),
+            None => {
+                return Ok(Err(ItemFailure::new(
+                    UnknownReference,
+                    format!("no PON port serves compound {compound_code}"),
+                )));
+            }
         },
     };
     let known = ctx.tx.ont_by_serial(ont_sn)?;
     let (plan, olt_id, candidates) = match known {
         Some(o) if !o.removed => {
             if !pons.iter().any(|p| p.id == o.pon.id) {
-                return Ok(Err(ItemFailure::new(InvalidValue, format!("ONTSN {ont_sn} sits on PON port {} which does not serve compound {compound_code}", o.pon.label()))));
+                return Ok(Err(ItemFailure::new(
+                    InvalidValue,
+                    format!(
+                        "ONTSN {ont_sn} sits on PON port {} which does not serve compound {compound_code}",
+                        o.pon.label()
+                    ),
+                )));
             }
             if v.fields.opt("OLTName").is_some() && o.pon.olt_id != olt_id {
-                return Ok(Err(ItemFailure::new(InvalidValue, format!("ONTSN {ont_sn} is on OLT {}, not OLTName {}", o.pon.olt, v.fields.get("OLTName")))));
+                return Ok(Err(ItemFailure::new(
+                    InvalidValue,
+                    format!(
+                        "ONTSN {ont_sn} is on OLT {}, not OLTName {}",
+                        o.pon.olt,
+                        v.fields.get("OLTName")
+                    ),
+                )));
             }
             let olt = o.pon.olt_id;
             (OntPlan::Existing(o), olt, Vec::new())
         }
         other => {
             let cands: Vec<PonRec> = pons.into_iter().filter(|p| p.olt_id == olt_id).collect();
-            (OntPlan::Place { serial: ont_sn.to_string(), reuse: other.map(|o| o.id) }, olt_id, cands)
+            (
+                OntPlan::Place {
+                    serial: ont_sn.to_string(),
+                    reuse: other.map(|o| o.id),
+                },
+                olt_id,
+                cands,
+            )
         }
     };
     let _ = me;
     let vlan = match v.vlan {
         Some(id) => match ctx.tx.vlan(olt_id, id)? {
             Some(_) => id,
-            None => return Ok(Err(ItemFailure::new(UnknownReference, format!("VLAN {id} is not a VLAN of the OLT serving compound {compound_code}")))),
+            None => {
+                return Ok(Err(ItemFailure::new(
+                    UnknownReference,
+                    format!("VLAN {id} is not a VLAN of the OLT serving compound {compound_code}"),
+                )));
+            }
         },
         None => match ctx.tx.lowest_vlan(olt_id, VlanPurpose::Internet)? {
             Some(id) => id,
-            None => return Ok(Err(ItemFailure::new(UnknownReference, format!("the OLT serving compound {compound_code} has no INTERNET VLAN")))),
+            None => {
+                return Ok(Err(ItemFailure::new(
+                    UnknownReference,
+                    format!("the OLT serving compound {compound_code} has no INTERNET VLAN"),
+                )));
+            }
         },
     };
     Ok(Ok((compound.id, plan, candidates, olt_id, vlan)))
 }
 
-/// Takes the planned ONT for a service (-1009 when held or no id is free).
-fn take_ont(ctx: &mut Ctx<'_>, plan: OntPlan, candidates: &[PonRec], service_id: i64, model: &str) -> StoreResult<Result<OntRec, ItemFailure>> {
+/// Where a new ONT will go: the first PON port (of the candidates) with a
+/// free ONT id, and the lowest free id there. Reads only.
+fn free_ont_place(ctx: &mut Ctx<'_>, candidates: &[PonRec]) -> StoreResult<Option<(PonRec, u32)>> {
+    for pon in candidates
+        .iter()
+        .filter(|p| p.state != crate::model::SourceState::Faulty)
+    {
+        let used = ctx.tx.used_ont_ids(pon.id)?;
+        let mut next = 0u32;
+        for u in used {
+            if u == next {
+                next += 1;
+            } else if u > next {
+                break;
+            }
+        }
+        if next < pon.max_onts {
+            return Ok(Some((pon.clone(), next)));
+        }
+    }
+    Ok(None)
+}
+
+/// Judges the planned ONT (-1009 when held by another service or when no
+/// ONT id is free) without writing; returns where it will be.
+fn judge_ont(
+    ctx: &mut Ctx<'_>,
+    plan: OntPlan,
+    candidates: &[PonRec],
+    me: Option<i64>,
+) -> Judged<OntTake> {
     match plan {
         OntPlan::Existing(o) => {
-            if o.holder.is_some() && o.holder != Some(service_id) {
-                return Ok(Err(ItemFailure::new(ErrorCode::ResourceUnavailable, format!("ONTSN {} is held by another service", o.serial))));
+            if o.holder.is_some() && o.holder != me {
+                return Ok(Err(ItemFailure::new(
+                    ErrorCode::ResourceUnavailable,
+                    format!("ONTSN {} is held by another service", o.serial),
+                )));
             }
-            if o.holder.is_none() {
+            Ok(Ok(OntTake::Existing(o)))
+        }
+        OntPlan::Place { serial, reuse } => match free_ont_place(ctx, candidates)? {
+            Some((pon, ont_id)) => Ok(Ok(OntTake::Place {
+                serial,
+                reuse,
+                pon,
+                ont_id,
+            })),
+            None => Ok(Err(ItemFailure::new(
+                ErrorCode::ResourceUnavailable,
+                "no free ONT id on the PON ports serving the compound",
+            ))),
+        },
+    }
+}
+
+/// A judged ONT, ready to be taken.
+enum OntTake {
+    Existing(OntRec),
+    Place {
+        serial: String,
+        reuse: Option<i64>,
+        pon: PonRec,
+        ont_id: u32,
+    },
+}
+
+/// Makes a service hold the judged ONT (writes only; cannot refuse).
+fn take_ont(ctx: &mut Ctx<'_>, take: OntTake, service_id: i64, model: &str) -> StoreResult<OntRec> {
+    match take {
+        OntTake::Existing(o) => {
+            if o.holder != Some(service_id) {
                 ctx.tx.hold_ont(o.id, service_id, ctx.at)?;
             }
-            Ok(Ok(o))
+            Ok(OntRec {
+                holder: Some(service_id),
+                ..o
+            })
         }
-        OntPlan::Place { serial, reuse } => {
-            for pon in candidates.iter().filter(|p| p.state != crate::model::SourceState::Faulty) {
-                let used = ctx.tx.used_ont_ids(pon.id)?;
-                let mut next = 0u32;
-                for u in used {
-                    if u == next {
-                        next += 1;
-                    } else if u > next {
-                        break;
-                    }
+        OntTake::Place {
+            serial,
+            reuse,
+            pon,
+            ont_id,
+        } => {
+            let id = match reuse {
+                Some(id) => {
+                    ctx.tx.replace_ont(id, pon.id, ont_id, ctx.at)?;
+                    id
                 }
-                if next >= pon.max_onts {
-                    continue;
-                }
-                let id = match reuse {
-                    Some(id) => {
-                        ctx.tx.replace_ont(id, pon.id, next, ctx.at)?;
-                        id
-                    }
-                    None => ctx.tx.register_ont(&serial, pon.id, next, model, ctx.at)?,
-                };
-                ctx.tx.hold_ont(id, service_id, ctx.at)?;
-                return Ok(Ok(OntRec {
-                    id,
-                    serial,
-                    pon: pon.clone(),
-                    ont_id: next,
-                    state: crate::model::SourceState::Available,
-                    holder: Some(service_id),
-                    removed: false,
-                }));
-            }
-            Ok(Err(ItemFailure::new(ErrorCode::ResourceUnavailable, "no free ONT id on the PON ports serving the compound")))
+                None => ctx
+                    .tx
+                    .register_ont(&serial, pon.id, ont_id, model, ctx.at)?,
+            };
+            ctx.tx.hold_ont(id, service_id, ctx.at)?;
+            Ok(OntRec {
+                id,
+                serial,
+                pon,
+                ont_id,
+                state: crate::model::SourceState::Available,
+                holder: Some(service_id),
+                removed: false,
+            })
         }
     }
 }
@@ -592,16 +857,19 @@ fn take_ont(ctx: &mut Ctx<'_>, plan: OntPlan, candidates: &[PonRec], service_id:
 fn install_ftth(ctx: &mut Ctx<'_>, v: &ValidItem) -> StoreResult<ItemOutcome> {
     let compound_code = v.fields.get("CompoundId").to_string();
     let ont_sn = v.ont_sn.clone().unwrap_or_default();
-    let (compound_id, plan, candidates, olt_id, vlan) = tri!(resolve_ftth(ctx, v, &compound_code, &ont_sn, None));
+    let (compound_id, plan, candidates, olt_id, vlan) =
+        tri!(resolve_ftth(ctx, v, &compound_code, &ont_sn, None));
     let existing = ctx.tx.service(&v.user_name, ServiceType::Ftth)?;
-    if existing.as_ref().is_some_and(|s| s.state == ServiceState::Active) {
-        return fail(ErrorCode::StateConflict, format!("FTTH service {} is already active", v.user_name));
-    }
-    if let OntPlan::Existing(o) = &plan
-        && o.holder.is_some()
+    if existing
+        .as_ref()
+        .is_some_and(|s| s.state == ServiceState::Active)
     {
-        return fail(ErrorCode::ResourceUnavailable, format!("ONTSN {ont_sn} is held by another service"));
+        return fail(
+            ErrorCode::StateConflict,
+            format!("FTTH service {} is already active", v.user_name),
+        );
     }
+    let take = tri!(judge_ont(ctx, plan, &candidates, None));
     let customer_id = customer(ctx, v, None)?;
     let mut w = service_write(v, ServiceType::Ftth, CoverType::Ftth, None);
     w.customer_id = customer_id;
@@ -609,20 +877,35 @@ fn install_ftth(ctx: &mut Ctx<'_>, v: &ValidItem) -> StoreResult<ItemOutcome> {
     w.olt_id = Some(olt_id);
     w.compound_id = Some(compound_id);
     w.vlan = Some(vlan);
-    // Place the ONT before the service exists only in thought: the service row
-    // is needed as holder, and a refusal rolls both back.
     let id = ctx.tx.put_service(&w, ctx.at)?;
-    let ont = tri!(take_ont(ctx, plan, &candidates, id, v.fields.get("ONTModel")));
-    push_command(ctx, id, OperType::Install, ServiceType::Ftth, ftth_params(&v.user_name, &ont, Some(vlan), w.speed_kbps));
-    Ok(Ok(Applied { result: result(v, "", &ont.serial, Some(vlan), ServiceState::Active), service_id: Some(id) }))
+    let ont = take_ont(ctx, take, id, v.fields.get("ONTModel"))?;
+    push_command(
+        ctx,
+        id,
+        OperType::Install,
+        ServiceType::Ftth,
+        ftth_params(&v.user_name, &ont, Some(vlan), w.speed_kbps),
+    );
+    Ok(Ok(Applied {
+        result: result(v, "", &ont.serial, Some(vlan), ServiceState::Active),
+        service_id: Some(id),
+    }))
 }
 
 /// The active broadband service an add-on rides on (-1008 when none).
-fn broadband_of(ctx: &mut Ctx<'_>, v: &ValidItem, service: ServiceType, cover: CoverType) -> StoreResult<Result<ServiceRec, ItemFailure>> {
+fn broadband_of(
+    ctx: &mut Ctx<'_>,
+    v: &ValidItem,
+    service: ServiceType,
+    cover: CoverType,
+) -> Judged<ServiceRec> {
     let bb = ServiceType::broadband(cover);
     match ctx.tx.service(&v.user_name, bb)? {
         Some(s) if s.state == ServiceState::Active => Ok(Ok(s)),
-        _ => Ok(Err(ItemFailure::new(ErrorCode::StateConflict, format!("{service} needs an active {bb} service {}", v.user_name)))),
+        _ => Ok(Err(ItemFailure::new(
+            ErrorCode::StateConflict,
+            format!("{service} needs an active {bb} service {}", v.user_name),
+        ))),
     }
 }
 
@@ -633,42 +916,85 @@ fn addon_resources(
     service: ServiceType,
     bb: &ServiceRec,
     current_vlan: Option<u16>,
-) -> StoreResult<Result<(Option<OntRec>, Option<PortRec>, Option<u16>), ItemFailure>> {
+) -> Judged<AddonRefs> {
     let ont = ctx.tx.ont_held_by(bb.id)?;
     let port = ctx.tx.port_held_by(bb.id)?;
-    let Some(purpose) = service.vlan_purpose() else { return Ok(Ok((ont, port, None))) };
+    let Some(purpose) = service.vlan_purpose() else {
+        return Ok(Ok((ont, port, None)));
+    };
     if let Some(sn) = &v.ont_sn
         && ont.as_ref().is_none_or(|o| &o.serial != sn)
     {
-        return Ok(Err(ItemFailure::new(ErrorCode::InvalidValue, format!("ONTSN {sn} is not the ONT of FTTH service {}", v.user_name))));
+        return Ok(Err(ItemFailure::new(
+            ErrorCode::InvalidValue,
+            format!("ONTSN {sn} is not the ONT of FTTH service {}", v.user_name),
+        )));
     }
     if let Some(name) = v.fields.opt("OLTName")
-        && ont.as_ref().is_none_or(|o| !o.pon.olt.eq_ignore_ascii_case(name))
+        && ont
+            .as_ref()
+            .is_none_or(|o| !o.pon.olt.eq_ignore_ascii_case(name))
     {
-        return Ok(Err(ItemFailure::new(ErrorCode::InvalidValue, format!("OLTName {name} is not the OLT of FTTH service {}", v.user_name))));
+        return Ok(Err(ItemFailure::new(
+            ErrorCode::InvalidValue,
+            format!(
+                "OLTName {name} is not the OLT of FTTH service {}",
+                v.user_name
+            ),
+        )));
     }
-    let Some(olt_id) = bb.olt_id else { return Ok(Ok((ont, port, None))) };
+    let Some(olt_id) = bb.olt_id else {
+        return Ok(Ok((ont, port, None)));
+    };
     let vlan = match v.vlan {
         Some(id) => match ctx.tx.vlan(olt_id, id)? {
             Some(_) => id,
-            None => return Ok(Err(ItemFailure::new(ErrorCode::UnknownReference, format!("VLAN {id} is not a VLAN of the OLT of FTTH service {}", v.user_name)))),
+            None => {
+                return Ok(Err(ItemFailure::new(
+                    ErrorCode::UnknownReference,
+                    format!(
+                        "VLAN {id} is not a VLAN of the OLT of FTTH service {}",
+                        v.user_name
+                    ),
+                )));
+            }
         },
         None => match current_vlan {
             Some(id) => id,
             None => match ctx.tx.lowest_vlan(olt_id, purpose)? {
                 Some(id) => id,
-                None => return Ok(Err(ItemFailure::new(ErrorCode::UnknownReference, format!("the OLT of FTTH service {} has no {purpose} VLAN", v.user_name)))),
+                None => {
+                    return Ok(Err(ItemFailure::new(
+                        ErrorCode::UnknownReference,
+                        format!(
+                            "the OLT of FTTH service {} has no {purpose} VLAN",
+                            v.user_name
+                        ),
+                    )));
+                }
             },
         },
     };
     Ok(Ok((ont, port, Some(vlan))))
 }
 
-fn install_addon(ctx: &mut Ctx<'_>, v: &ValidItem, service: ServiceType, cover: CoverType) -> StoreResult<ItemOutcome> {
+fn install_addon(
+    ctx: &mut Ctx<'_>,
+    v: &ValidItem,
+    service: ServiceType,
+    cover: CoverType,
+) -> StoreResult<ItemOutcome> {
     let bb = tri!(broadband_of(ctx, v, service, cover));
     let (ont, port, vlan) = tri!(addon_resources(ctx, v, service, &bb, None));
-    if ctx.tx.service(&v.user_name, service)?.is_some_and(|s| s.state == ServiceState::Active) {
-        return fail(ErrorCode::StateConflict, format!("{service} service {} is already active", v.user_name));
+    if ctx
+        .tx
+        .service(&v.user_name, service)?
+        .is_some_and(|s| s.state == ServiceState::Active)
+    {
+        return fail(
+            ErrorCode::StateConflict,
+            format!("{service} service {} is already active", v.user_name),
+        );
     }
     let customer_id = match v.fields.opt("AccountNumber") {
         Some(_) => customer(ctx, v, None)?,
@@ -684,21 +1010,41 @@ fn install_addon(ctx: &mut Ctx<'_>, v: &ValidItem, service: ServiceType, cover: 
     w.vlan = vlan;
     w.speed_kbps = None;
     let id = ctx.tx.put_service(&w, ctx.at)?;
-    push_command(ctx, id, OperType::Install, service, addon_params(service, &v.user_name, ont.as_ref(), vlan, &w.fields));
+    push_command(
+        ctx,
+        id,
+        OperType::Install,
+        service,
+        addon_params(service, &v.user_name, ont.as_ref(), vlan, &w.fields),
+    );
     let port_label = port.map(|p| p.label()).unwrap_or_default();
     let ont_sn = ont.map(|o| o.serial).unwrap_or_default();
-    Ok(Ok(Applied { result: result(v, &port_label, &ont_sn, vlan, ServiceState::Active), service_id: Some(id) }))
+    Ok(Ok(Applied {
+        result: result(v, &port_label, &ont_sn, vlan, ServiceState::Active),
+        service_id: Some(id),
+    }))
 }
 
-fn active_service(ctx: &mut Ctx<'_>, v: &ValidItem, service: ServiceType) -> StoreResult<Result<ServiceRec, ItemFailure>> {
+fn active_service(ctx: &mut Ctx<'_>, v: &ValidItem, service: ServiceType) -> Judged<ServiceRec> {
     match ctx.tx.service(&v.user_name, service)? {
         Some(s) if s.state == ServiceState::Active => Ok(Ok(s)),
-        Some(_) => Ok(Err(ItemFailure::new(ErrorCode::StateConflict, format!("{service} service {} is not active", v.user_name)))),
-        None => Ok(Err(ItemFailure::new(ErrorCode::StateConflict, format!("{service} service {} does not exist", v.user_name)))),
+        Some(_) => Ok(Err(ItemFailure::new(
+            ErrorCode::StateConflict,
+            format!("{service} service {} is not active", v.user_name),
+        ))),
+        None => Ok(Err(ItemFailure::new(
+            ErrorCode::StateConflict,
+            format!("{service} service {} does not exist", v.user_name),
+        ))),
     }
 }
 
-fn modify(ctx: &mut Ctx<'_>, v: &ValidItem, service: ServiceType, cover: CoverType) -> StoreResult<ItemOutcome> {
+fn modify(
+    ctx: &mut Ctx<'_>,
+    v: &ValidItem,
+    service: ServiceType,
+    cover: CoverType,
+) -> StoreResult<ItemOutcome> {
     match service {
         ServiceType::Adsl | ServiceType::Vdsl => modify_dsl(ctx, v, service, cover),
         ServiceType::Ftth => modify_ftth(ctx, v),
@@ -706,7 +1052,12 @@ fn modify(ctx: &mut Ctx<'_>, v: &ValidItem, service: ServiceType, cover: CoverTy
     }
 }
 
-fn modify_dsl(ctx: &mut Ctx<'_>, v: &ValidItem, service: ServiceType, cover: CoverType) -> StoreResult<ItemOutcome> {
+fn modify_dsl(
+    ctx: &mut Ctx<'_>,
+    v: &ValidItem,
+    service: ServiceType,
+    cover: CoverType,
+) -> StoreResult<ItemOutcome> {
     let moving = v.port.is_some();
     let mut exchange_id = None;
     let mut new_port = None;
@@ -720,7 +1071,13 @@ fn modify_dsl(ctx: &mut Ctx<'_>, v: &ValidItem, service: ServiceType, cover: Cov
         None => None,
     };
     if moving {
-        let (_, p) = tri!(resolve_dsl_port(ctx, v, cover, exchange_id, held.as_ref().map(|p| p.dslam_id)));
+        let (_, p) = tri!(resolve_dsl_port(
+            ctx,
+            v,
+            cover,
+            exchange_id,
+            held.as_ref().map(|p| p.dslam_id)
+        ));
         new_port = p;
     }
     let svc = tri!(active_service(ctx, v, service));
@@ -745,12 +1102,29 @@ fn modify_dsl(ctx: &mut Ctx<'_>, v: &ValidItem, service: ServiceType, cover: Cov
     ctx.tx.update_service(svc.id, &w, ctx.at)?;
     let label = port.as_ref().map(|p| p.label()).unwrap_or_default();
     if let Some(p) = &port {
-        push_command(ctx, svc.id, OperType::Modify, service, dsl_params(&v.user_name, p, w.speed_kbps));
+        push_command(
+            ctx,
+            svc.id,
+            OperType::Modify,
+            service,
+            dsl_params(&v.user_name, p, w.speed_kbps),
+        );
     } else {
-        let params = vec![("UserName", v.user_name.clone()), ("port", String::new()), ("dslamIp", String::new()), ("speed", w.speed_kbps.map(|s| s.to_string()).unwrap_or_default())];
+        let params = vec![
+            ("UserName", v.user_name.clone()),
+            ("port", String::new()),
+            ("dslamIp", String::new()),
+            (
+                "speed",
+                w.speed_kbps.map(|s| s.to_string()).unwrap_or_default(),
+            ),
+        ];
         push_command(ctx, svc.id, OperType::Modify, service, params);
     }
-    Ok(Ok(Applied { result: result(v, &label, "", None, ServiceState::Active), service_id: Some(svc.id) }))
+    Ok(Ok(Applied {
+        result: result(v, &label, "", None, ServiceState::Active),
+        service_id: Some(svc.id),
+    }))
 }
 
 fn modify_ftth(ctx: &mut Ctx<'_>, v: &ValidItem) -> StoreResult<ItemOutcome> {
@@ -759,33 +1133,58 @@ fn modify_ftth(ctx: &mut Ctx<'_>, v: &ValidItem) -> StoreResult<ItemOutcome> {
         Some(s) => ctx.tx.ont_held_by(s.id)?,
         None => None,
     };
-    let moving = v.ont_sn.as_ref().is_some_and(|sn| held.as_ref().is_none_or(|h| &h.serial != sn));
+    let moving = v
+        .ont_sn
+        .as_ref()
+        .is_some_and(|sn| held.as_ref().is_none_or(|h| &h.serial != sn));
     let mut plan = None;
     let mut vlan = None;
     if moving {
         let compound_code = match v.fields.opt("CompoundId") {
             Some(c) => c.to_string(),
             None => match current.as_ref().and_then(|s| s.compound_id) {
-                Some(id) => ctx.tx.compound_by_id(id)?.map(|c| c.code).unwrap_or_default(),
+                Some(id) => ctx
+                    .tx
+                    .compound_by_id(id)?
+                    .map(|c| c.code)
+                    .unwrap_or_default(),
                 None => String::new(),
             },
         };
         let sn = v.ont_sn.clone().unwrap_or_default();
-        let (compound_id, p, cands, olt_id, vl) = tri!(resolve_ftth(ctx, v, &compound_code, &sn, None));
-        vlan = Some(if v.vlan.is_some() { vl } else { current.as_ref().and_then(|s| s.vlan).filter(|_| current.as_ref().and_then(|s| s.olt_id) == Some(olt_id)).unwrap_or(vl) });
+        let (compound_id, p, cands, olt_id, vl) =
+            tri!(resolve_ftth(ctx, v, &compound_code, &sn, None));
+        vlan = Some(if v.vlan.is_some() {
+            vl
+        } else {
+            current
+                .as_ref()
+                .and_then(|s| s.vlan)
+                .filter(|_| current.as_ref().and_then(|s| s.olt_id) == Some(olt_id))
+                .unwrap_or(vl)
+        });
         plan = Some((compound_id, p, cands, olt_id));
     } else if let (Some(id), Some(olt)) = (v.vlan, current.as_ref().and_then(|s| s.olt_id)) {
         if ctx.tx.vlan(olt, id)?.is_none() {
-            return fail(ErrorCode::UnknownReference, format!("VLAN {id} is not a VLAN of the OLT of FTTH service {}", v.user_name));
+            return fail(
+                ErrorCode::UnknownReference,
+                format!(
+                    "VLAN {id} is not a VLAN of the OLT of FTTH service {}",
+                    v.user_name
+                ),
+            );
         }
         vlan = Some(id);
     }
     let svc = tri!(active_service(ctx, v, ServiceType::Ftth));
-    if let Some((_, OntPlan::Existing(o), _, _)) = &plan
-        && o.holder.is_some_and(|h| h != svc.id)
-    {
-        return fail(ErrorCode::ResourceUnavailable, format!("ONTSN {} is held by another service", o.serial));
-    }
+    let plan = match plan {
+        Some((compound_id, p, cands, olt_id)) => Some((
+            compound_id,
+            tri!(judge_ont(ctx, p, &cands, Some(svc.id))),
+            olt_id,
+        )),
+        None => None,
+    };
     let customer_id = customer(ctx, v, svc.customer_id)?;
     let mut w = service_write(v, ServiceType::Ftth, CoverType::Ftth, Some(&svc));
     w.customer_id = customer_id;
@@ -793,9 +1192,9 @@ fn modify_ftth(ctx: &mut Ctx<'_>, v: &ValidItem) -> StoreResult<ItemOutcome> {
         w.vlan = Some(vl);
     }
     let ont = match plan {
-        Some((compound_id, p, cands, olt_id)) => {
+        Some((compound_id, take, olt_id)) => {
             ctx.tx.release_ont(svc.id, ctx.at)?;
-            let ont = tri!(take_ont(ctx, p, &cands, svc.id, v.fields.get("ONTModel")));
+            let ont = take_ont(ctx, take, svc.id, v.fields.get("ONTModel"))?;
             w.compound_id = Some(compound_id);
             w.olt_id = Some(olt_id);
             w.popid = ctx.call.popid.clone();
@@ -810,10 +1209,18 @@ fn modify_ftth(ctx: &mut Ctx<'_>, v: &ValidItem) -> StoreResult<ItemOutcome> {
     };
     push_command(ctx, svc.id, OperType::Modify, ServiceType::Ftth, params);
     let sn = ont.map(|o| o.serial).unwrap_or_default();
-    Ok(Ok(Applied { result: result(v, "", &sn, w.vlan, ServiceState::Active), service_id: Some(svc.id) }))
+    Ok(Ok(Applied {
+        result: result(v, "", &sn, w.vlan, ServiceState::Active),
+        service_id: Some(svc.id),
+    }))
 }
 
-fn modify_addon(ctx: &mut Ctx<'_>, v: &ValidItem, service: ServiceType, cover: CoverType) -> StoreResult<ItemOutcome> {
+fn modify_addon(
+    ctx: &mut Ctx<'_>,
+    v: &ValidItem,
+    service: ServiceType,
+    cover: CoverType,
+) -> StoreResult<ItemOutcome> {
     let svc = tri!(active_service(ctx, v, service));
     let bb = tri!(broadband_of(ctx, v, service, cover));
     let (ont, port, vlan) = tri!(addon_resources(ctx, v, service, &bb, svc.vlan));
@@ -823,10 +1230,19 @@ fn modify_addon(ctx: &mut Ctx<'_>, v: &ValidItem, service: ServiceType, cover: C
     w.vlan = vlan;
     w.speed_kbps = None;
     ctx.tx.update_service(svc.id, &w, ctx.at)?;
-    push_command(ctx, svc.id, OperType::Modify, service, addon_params(service, &v.user_name, ont.as_ref(), vlan, &w.fields));
+    push_command(
+        ctx,
+        svc.id,
+        OperType::Modify,
+        service,
+        addon_params(service, &v.user_name, ont.as_ref(), vlan, &w.fields),
+    );
     let port_label = port.map(|p| p.label()).unwrap_or_default();
     let sn = ont.map(|o| o.serial).unwrap_or_default();
-    Ok(Ok(Applied { result: result(v, &port_label, &sn, vlan, ServiceState::Active), service_id: Some(svc.id) }))
+    Ok(Ok(Applied {
+        result: result(v, &port_label, &sn, vlan, ServiceState::Active),
+        service_id: Some(svc.id),
+    }))
 }
 
 fn delete(ctx: &mut Ctx<'_>, v: &ValidItem, service: ServiceType) -> StoreResult<ItemOutcome> {
@@ -835,8 +1251,15 @@ fn delete(ctx: &mut Ctx<'_>, v: &ValidItem, service: ServiceType) -> StoreResult
     let ont = ctx.tx.ont_held_by(svc.id)?;
     if service.is_broadband() {
         for addon in ctx.tx.active_addons(svc.id)? {
-            let params = addon_params(addon.service_type, &addon.user_name, ont.as_ref(), addon.vlan, &addon.fields);
-            ctx.tx.set_service_state(addon.id, ServiceState::Inactive, ctx.at)?;
+            let params = addon_params(
+                addon.service_type,
+                &addon.user_name,
+                ont.as_ref(),
+                addon.vlan,
+                &addon.fields,
+            );
+            ctx.tx
+                .set_service_state(addon.id, ServiceState::Inactive, ctx.at)?;
             push_command(ctx, addon.id, OperType::Delete, addon.service_type, params);
         }
     }
@@ -854,12 +1277,22 @@ fn delete(ctx: &mut Ctx<'_>, v: &ValidItem, service: ServiceType) -> StoreResult
                 Some(p) => ctx.tx.ont_held_by(p)?,
                 None => None,
             };
-            addon_params(service, &svc.user_name, bb_ont.as_ref(), svc.vlan, &svc.fields)
+            addon_params(
+                service,
+                &svc.user_name,
+                bb_ont.as_ref(),
+                svc.vlan,
+                &svc.fields,
+            )
         }
     };
     ctx.tx.release_port(svc.id, ctx.at)?;
     ctx.tx.release_ont(svc.id, ctx.at)?;
-    ctx.tx.set_service_state(svc.id, ServiceState::Inactive, ctx.at)?;
+    ctx.tx
+        .set_service_state(svc.id, ServiceState::Inactive, ctx.at)?;
     push_command(ctx, svc.id, OperType::Delete, service, params);
-    Ok(Ok(Applied { result: result(v, "", "", None, ServiceState::Inactive), service_id: Some(svc.id) }))
+    Ok(Ok(Applied {
+        result: result(v, "", "", None, ServiceState::Inactive),
+        service_id: Some(svc.id),
+    }))
 }

@@ -9,13 +9,50 @@ use std::sync::LazyLock;
 
 /// Every field the contract names, in its contract spelling.
 pub const KNOWN_FIELDS: &[&str] = &[
-    "opertype", "coverType", "serviceType", "serviceName", "svFlag", "UserName", "Password",
-    "AreaCode", "Serviceno", "CustomerOrderID", "AccountNumber", "CustomerName",
-    "CustomerSegment", "CustomerLevel", "Mobile", "Email", "Address", "SecondPhone",
-    "OldSecondPhone", "ExchangeID", "Dslamname", "FrameNumber", "SlotNumber", "PortNumber",
-    "DslamIP", "DSLAM", "Speed", "OLTName", "VLAN", "ONTSN", "ONTModel", "CompoundId", "WANIP",
-    "SubnetMask", "LANIP", "IPTVPassword", "IPTVContent", "IPAddress", "SIPDomainName",
-    "VoiceOfferID", "VoiceOfferName", "DomainName", "ParentUserName", "ChildUsername",
+    "opertype",
+    "coverType",
+    "serviceType",
+    "serviceName",
+    "svFlag",
+    "UserName",
+    "Password",
+    "AreaCode",
+    "Serviceno",
+    "CustomerOrderID",
+    "AccountNumber",
+    "CustomerName",
+    "CustomerSegment",
+    "CustomerLevel",
+    "Mobile",
+    "Email",
+    "Address",
+    "SecondPhone",
+    "OldSecondPhone",
+    "ExchangeID",
+    "Dslamname",
+    "FrameNumber",
+    "SlotNumber",
+    "PortNumber",
+    "DslamIP",
+    "DSLAM",
+    "Speed",
+    "OLTName",
+    "VLAN",
+    "ONTSN",
+    "ONTModel",
+    "CompoundId",
+    "WANIP",
+    "SubnetMask",
+    "LANIP",
+    "IPTVPassword",
+    "IPTVContent",
+    "IPAddress",
+    "SIPDomainName",
+    "VoiceOfferID",
+    "VoiceOfferName",
+    "DomainName",
+    "ParentUserName",
+    "ChildUsername",
 ];
 
 /// Fields whose values are secrets or personal data: encrypted at rest,
@@ -37,8 +74,7 @@ pub fn contract_name(name: &str) -> Option<&'static str> {
 
 /// Whether a field (any spelling) is protected.
 pub fn is_protected(name: &str) -> bool {
-    let c = canonical(name);
-    PROTECTED_FIELDS.iter().any(|p| canonical(p) == c)
+    PROTECTED_FIELDS.iter().any(|p| crate::names::same(p, name))
 }
 
 /// Whether the field (contract spelling) applies to a service.
@@ -73,7 +109,9 @@ impl ItemFields {
         for f in fields {
             let key = canonical(&f.name);
             let value = f.value.trim();
-            let shown = contract_name(&f.name).map(str::to_string).unwrap_or_else(|| f.name.trim().to_string());
+            let shown = contract_name(&f.name)
+                .map(str::to_string)
+                .unwrap_or_else(|| f.name.trim().to_string());
             match out.map.get_mut(&key) {
                 None => {
                     out.map.insert(key, (shown, value.to_string()));
@@ -92,7 +130,33 @@ impl ItemFields {
 
     /// The trimmed value of a field (any spelling), `""` when absent.
     pub fn get(&self, name: &str) -> &str {
-        self.map.get(&canonical(name)).map(|(_, v)| v.as_str()).unwrap_or("")
+        // Contract spellings are short ASCII: canonicalise them on the stack.
+        let mut buf = [0u8; 32];
+        let mut n = 0;
+        let mut simple = name.len() <= buf.len();
+        if simple {
+            for b in name.bytes() {
+                match b {
+                    b' ' | b'_' | b'-' | b'\t' => {}
+                    b if b.is_ascii() => {
+                        buf[n] = b.to_ascii_lowercase();
+                        n += 1;
+                    }
+                    _ => {
+                        simple = false;
+                        break;
+                    }
+                }
+            }
+        }
+        let found = if simple {
+            std::str::from_utf8(&buf[..n])
+                .ok()
+                .and_then(|k| self.map.get(k))
+        } else {
+            self.map.get(&canonical(name))
+        };
+        found.map(|(_, v)| v.as_str()).unwrap_or("")
     }
 
     /// The value when non-empty.

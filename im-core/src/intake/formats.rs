@@ -39,7 +39,7 @@ pub fn parse_speed(s: &str) -> Option<u64> {
     }
     let v: f64 = num.parse().ok()?;
     let kbps = (v * mult).round();
-    if kbps < 1.0 || kbps > 1e12 {
+    if !(1.0..=1e12).contains(&kbps) {
         return None;
     }
     Some(kbps as u64)
@@ -113,7 +113,8 @@ pub fn parse_ont_sn(s: &str) -> Option<String> {
 /// Whether `s` is a well-formed flowId: 1–64 of `[A-Za-z0-9_.-]`.
 pub fn is_flow_id(s: &str) -> bool {
     (1..=64).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// Longest text value accepted, in characters.
@@ -157,7 +158,11 @@ mod tests {
 
     #[test]
     fn ont_serials() {
-        assert_eq!(parse_ont_sn("0000000012345678"), None, "vendor bytes must be letters");
+        assert_eq!(
+            parse_ont_sn("0000000012345678"),
+            None,
+            "vendor bytes must be letters"
+        );
         assert_eq!(parse_ont_sn("HWTC1A2B3C4G"), None);
     }
 

@@ -63,7 +63,11 @@ pub fn credentials(form: &Form) -> Result<(&str, &str), Outcome> {
 pub fn prepare(form: &Form, account: &str, secrets: &Secrets) -> Result<PreparedCall, Outcome> {
     let flow_id = form.get("flowId");
     if flow_id.is_empty() {
-        return Err(Outcome::refused(ErrorCode::MissingField, "flowId is missing", ""));
+        return Err(Outcome::refused(
+            ErrorCode::MissingField,
+            "flowId is missing",
+            "",
+        ));
     }
     if !formats::is_flow_id(flow_id) {
         return Err(Outcome::refused(
@@ -74,9 +78,15 @@ pub fn prepare(form: &Form, account: &str, secrets: &Secrets) -> Result<Prepared
     }
     let popid = form.get("popid").to_string();
     let deferred = if popid.is_empty() {
-        Some(ItemFailure::new(ErrorCode::MissingField, "popid is missing"))
+        Some(ItemFailure::new(
+            ErrorCode::MissingField,
+            "popid is missing",
+        ))
     } else if !form.buss_info_present || form.items.is_empty() {
-        Some(ItemFailure::new(ErrorCode::MissingField, "bussInfo has no bussItem"))
+        Some(ItemFailure::new(
+            ErrorCode::MissingField,
+            "bussInfo has no bussItem",
+        ))
     } else {
         None
     };

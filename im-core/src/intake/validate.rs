@@ -21,7 +21,10 @@ pub struct ItemFailure {
 
 impl ItemFailure {
     pub(crate) fn new(code: ErrorCode, desc: impl Into<String>) -> ItemFailure {
-        ItemFailure { code, desc: desc.into() }
+        ItemFailure {
+            code,
+            desc: desc.into(),
+        }
     }
 }
 
@@ -90,8 +93,12 @@ pub fn check_item(
     let service = ServiceType::parse(st_raw);
     let cover = CoverType::parse(ct_raw);
     let head = ItemHead {
-        opertype: op.map(|o| o.as_str().to_string()).unwrap_or_else(|| op_raw.to_string()),
-        service_type: service.map(|s| s.as_str().to_string()).unwrap_or_else(|| st_raw.to_string()),
+        opertype: op
+            .map(|o| o.as_str().to_string())
+            .unwrap_or_else(|| op_raw.to_string()),
+        service_type: service
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|| st_raw.to_string()),
         user_name: fields.get("UserName").to_string(),
     };
     let r = check(seq, fields, op, cover, service, secrets);
@@ -110,21 +117,33 @@ fn check(
     // -1004: a present but unknown opertype.
     let op_raw = fields.get("opertype");
     if !op_raw.is_empty() && op.is_none() {
-        return Err(ItemFailure::new(InvalidOpertype, format!("opertype {op_raw} is not Install, Modify, Delete or Query")));
+        return Err(ItemFailure::new(
+            InvalidOpertype,
+            format!("opertype {op_raw} is not Install, Modify, Delete or Query"),
+        ));
     }
     // -1005: a present but unknown coverType/serviceType, or a service that does not ride on the cover.
     let ct_raw = fields.get("coverType");
     if !ct_raw.is_empty() && cover.is_none() {
-        return Err(ItemFailure::new(UnsupportedService, format!("coverType {ct_raw} is not supported")));
+        return Err(ItemFailure::new(
+            UnsupportedService,
+            format!("coverType {ct_raw} is not supported"),
+        ));
     }
     let st_raw = fields.get("serviceType");
     if !st_raw.is_empty() && service.is_none() {
-        return Err(ItemFailure::new(UnsupportedService, format!("serviceType {st_raw} is not supported")));
+        return Err(ItemFailure::new(
+            UnsupportedService,
+            format!("serviceType {st_raw} is not supported"),
+        ));
     }
     if let (Some(s), Some(c)) = (service, cover)
         && !s.fits_cover(c)
     {
-        return Err(ItemFailure::new(UnsupportedService, format!("serviceType {s} does not ride on coverType {c}")));
+        return Err(ItemFailure::new(
+            UnsupportedService,
+            format!("serviceType {s} does not ride on coverType {c}"),
+        ));
     }
     // -1001: required fields.
     let Some(op) = op else {
@@ -146,15 +165,26 @@ fn check(
         && let Some(s) = service
     {
         let required: &[&str] = match s {
-            ServiceType::Adsl | ServiceType::Vdsl => &["AccountNumber", "CustomerName", "ExchangeID", "Speed"],
-            ServiceType::Ftth => &["AccountNumber", "CustomerName", "CompoundId", "ONTSN", "Speed"],
+            ServiceType::Adsl | ServiceType::Vdsl => {
+                &["AccountNumber", "CustomerName", "ExchangeID", "Speed"]
+            }
+            ServiceType::Ftth => &[
+                "AccountNumber",
+                "CustomerName",
+                "CompoundId",
+                "ONTSN",
+                "Speed",
+            ],
             ServiceType::Iptv => &["IPTVContent"],
             ServiceType::IpPhone => &["IPAddress", "SIPDomainName"],
             ServiceType::OptionPack => &["WANIP", "SubnetMask", "LANIP"],
             ServiceType::DomainEmail => &["DomainName"],
         };
         if let Some(missing) = required.iter().find(|f| fields.get(f).is_empty()) {
-            return Err(ItemFailure::new(MissingField, format!("{missing} is missing")));
+            return Err(ItemFailure::new(
+                MissingField,
+                format!("{missing} is missing"),
+            ));
         }
     }
     // Only UserName and serviceType matter for Delete and Query.
@@ -171,20 +201,35 @@ fn check(
                 .find(|(_, v)| v.is_empty())
                 .map(|(f, _)| f)
                 .unwrap_or("PortNumber");
-            return Err(ItemFailure::new(MissingField, format!("{missing} is missing (FrameNumber, SlotNumber and PortNumber go together)")));
+            return Err(ItemFailure::new(
+                MissingField,
+                format!(
+                    "{missing} is missing (FrameNumber, SlotNumber and PortNumber go together)"
+                ),
+            ));
         }
         if given == 3
             && fields.get("Dslamname").is_empty()
             && fields.get("DSLAM").is_empty()
             && fields.get("DslamIP").is_empty()
         {
-            return Err(ItemFailure::new(MissingField, "Dslamname is missing (a port needs its DSLAM)"));
+            return Err(ItemFailure::new(
+                MissingField,
+                "Dslamname is missing (a port needs its DSLAM)",
+            ));
         }
         if given == 3 {
             let mut v = [0u32; 3];
-            for (i, (name, raw)) in ["FrameNumber", "SlotNumber", "PortNumber"].into_iter().zip(parts).enumerate() {
+            for (i, (name, raw)) in ["FrameNumber", "SlotNumber", "PortNumber"]
+                .into_iter()
+                .zip(parts)
+                .enumerate()
+            {
                 v[i] = parse_index(raw).ok_or_else(|| {
-                    ItemFailure::new(InvalidValue, format!("{name} {raw} is not a non-negative integer"))
+                    ItemFailure::new(
+                        InvalidValue,
+                        format!("{name} {raw} is not a non-negative integer"),
+                    )
                 })?;
             }
             port = Some((v[0], v[1], v[2]));
@@ -192,11 +237,17 @@ fn check(
     }
     // -1006: formats, lengths and conflicts.
     if let Some(name) = &fields.conflict {
-        return Err(ItemFailure::new(InvalidValue, format!("{name} is given twice with different values")));
+        return Err(ItemFailure::new(
+            InvalidValue,
+            format!("{name} is given twice with different values"),
+        ));
     }
     for (_, shown, value) in fields.non_empty() {
         if value.chars().count() > MAX_TEXT {
-            return Err(ItemFailure::new(InvalidValue, format!("{shown} is longer than {MAX_TEXT} characters")));
+            return Err(ItemFailure::new(
+                InvalidValue,
+                format!("{shown} is longer than {MAX_TEXT} characters"),
+            ));
         }
     }
     let mut speed_kbps = None;
@@ -208,19 +259,29 @@ fn check(
             && let Some(v) = fields.opt("Speed")
         {
             speed_kbps = Some(parse_speed(v).ok_or_else(|| {
-                ItemFailure::new(InvalidValue, format!("Speed {v} is not a speed (kbit/s, or a number with K, M or G)"))
+                ItemFailure::new(
+                    InvalidValue,
+                    format!("Speed {v} is not a speed (kbit/s, or a number with K, M or G)"),
+                )
             })?);
         }
         if applies_here("VLAN")
             && let Some(v) = fields.opt("VLAN")
         {
-            vlan = Some(parse_vlan(v).ok_or_else(|| ItemFailure::new(InvalidValue, format!("VLAN {v} is not 1-4094")))?);
+            vlan = Some(parse_vlan(v).ok_or_else(|| {
+                ItemFailure::new(InvalidValue, format!("VLAN {v} is not 1-4094"))
+            })?);
         }
         if applies_here("ONTSN")
             && let Some(v) = fields.opt("ONTSN")
         {
             ont_sn = Some(parse_ont_sn(v).ok_or_else(|| {
-                ItemFailure::new(InvalidValue, format!("ONTSN {v} is not four letters and eight hex digits, or sixteen hex digits"))
+                ItemFailure::new(
+                    InvalidValue,
+                    format!(
+                        "ONTSN {v} is not four letters and eight hex digits, or sixteen hex digits"
+                    ),
+                )
             })?);
         }
         for f in ["DslamIP", "WANIP", "LANIP", "IPAddress"] {
@@ -228,29 +289,45 @@ fn check(
                 && let Some(v) = fields.opt(f)
                 && !is_ipv4(v)
             {
-                return Err(ItemFailure::new(InvalidValue, format!("{f} {v} is not a dotted IPv4 address")));
+                return Err(ItemFailure::new(
+                    InvalidValue,
+                    format!("{f} {v} is not a dotted IPv4 address"),
+                ));
             }
         }
         if applies_here("SubnetMask")
             && let Some(v) = fields.opt("SubnetMask")
             && !is_mask(v)
         {
-            return Err(ItemFailure::new(InvalidValue, format!("SubnetMask {v} is not a subnet mask")));
+            return Err(ItemFailure::new(
+                InvalidValue,
+                format!("SubnetMask {v} is not a subnet mask"),
+            ));
         }
         if let Some(v) = fields.opt("AreaCode")
             && !v.bytes().all(|b| b.is_ascii_digit())
         {
-            return Err(ItemFailure::new(InvalidValue, format!("AreaCode {} is not digits", shown("AreaCode"))));
+            return Err(ItemFailure::new(
+                InvalidValue,
+                format!("AreaCode {} is not digits", shown("AreaCode")),
+            ));
         }
         if fields.opt("Email").is_some_and(|v| !v.contains('@')) {
-            return Err(ItemFailure::new(InvalidValue, "Email is not an e-mail address"));
+            return Err(ItemFailure::new(
+                InvalidValue,
+                "Email is not an e-mail address",
+            ));
         }
     }
     let enc = |f: &str| fields.opt(f).map(|v| secrets.encrypt(v));
     let protected = if judged {
         Protected {
             password: enc("Password"),
-            iptv_password: if applies_here("IPTVPassword") { enc("IPTVPassword") } else { None },
+            iptv_password: if applies_here("IPTVPassword") {
+                enc("IPTVPassword")
+            } else {
+                None
+            },
             mobile: enc("Mobile"),
             email: enc("Email"),
         }

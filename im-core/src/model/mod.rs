@@ -5,8 +5,6 @@ mod inventory;
 
 pub use inventory::*;
 
-use crate::names::canonical;
-
 macro_rules! wire_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $wire:literal),+ $(,)? }) => {
         $(#[$m])*
@@ -24,8 +22,11 @@ macro_rules! wire_enum {
 
             /// Reads a value tolerantly: case, spaces, `_` and `-` are ignored.
             pub fn parse(s: &str) -> Option<$name> {
-                let c = canonical(s);
-                $name::ALL.iter().copied().find(|v| canonical(v.as_str()) == c)
+                // Fast path: the exact spelling (what the store holds).
+                if let Some(v) = $name::ALL.iter().copied().find(|v| v.as_str() == s) {
+                    return Some(v);
+                }
+                $name::ALL.iter().copied().find(|v| crate::names::same(v.as_str(), s))
             }
         }
 
@@ -126,12 +127,12 @@ wire_enum!(
 impl Technology {
     /// Whether a DSLAM of this technology carries a service of that cover.
     pub const fn carries(self, cover: CoverType) -> bool {
-        match (self, cover) {
-            (Technology::AdslVdsl, CoverType::Adsl | CoverType::Vdsl) => true,
-            (Technology::Adsl, CoverType::Adsl) => true,
-            (Technology::Vdsl, CoverType::Vdsl) => true,
-            _ => false,
-        }
+        matches!(
+            (self, cover),
+            (Technology::AdslVdsl, CoverType::Adsl | CoverType::Vdsl)
+                | (Technology::Adsl, CoverType::Adsl)
+                | (Technology::Vdsl, CoverType::Vdsl)
+        )
     }
 }
 

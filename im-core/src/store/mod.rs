@@ -253,33 +253,29 @@ pub struct TaskWrite<'a> {
     pub popid: &'a str,
     /// The stored request (JSON; credentials removed, protected values encrypted).
     pub request: &'a str,
+    /// The items' results as JSON.
+    pub items: &'a str,
     /// The OM account that sent it.
     pub account: &'a str,
     /// Timestamp (RFC 3339 UTC).
     pub at: &'a str,
 }
 
-/// An item of a task, as stored with the outcome.
+/// A transition of a task, for its history.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskItemWrite<'a> {
-    /// 1-based position.
-    pub seq: u32,
-    /// Opertype.
-    pub opertype: &'a str,
-    /// Service type.
-    pub service_type: &'a str,
-    /// UserName.
-    pub user_name: &'a str,
-    /// The service it acted on.
-    pub service_id: Option<i64>,
-    /// Port after the call.
-    pub port: &'a str,
-    /// ONT serial after the call.
-    pub ont_sn: &'a str,
-    /// VLAN after the call.
-    pub vlan: &'a str,
-    /// Service state after the call.
-    pub state: &'a str,
+pub struct HistoryWrite<'a> {
+    /// Timestamp.
+    pub at: &'a str,
+    /// State before (`None` for a creation).
+    pub from: Option<&'a str>,
+    /// State after.
+    pub to: &'a str,
+    /// What happened (`REDO`, `CANCEL`, `FORCE_FINISH`, `DELIVERED`, …).
+    pub action: &'a str,
+    /// Who did it (account or `system`).
+    pub actor: &'a str,
+    /// Why (operators must give one).
+    pub reason: &'a str,
 }
 
 /// An activation command for the outbox.
@@ -320,20 +316,6 @@ pub struct AccountRec {
     pub om_interface: bool,
 }
 
-/// Whether a task insert claimed its flowId.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TaskInsert {
-    /// Inserted with this row id.
-    Inserted(i64),
-    /// The flowId belongs to an earlier task: its number and fingerprint.
-    Duplicate {
-        /// The earlier task.
-        task_no: String,
-        /// Its content fingerprint.
-        fingerprint: Vec<u8>,
-    },
-}
-
 /// Reads the domain logic needs. Implemented by read connections and by the
 /// writer (inside its open batch, so a work order sees the earlier ones).
 pub trait StoreRead {
@@ -346,8 +328,13 @@ pub trait StoreRead {
     /// The DSLAMs of an exchange by name, not removed.
     fn dslams_of_exchange(&mut self, exchange_id: i64) -> StoreResult<Vec<DslamRec>>;
     /// A port by position.
-    fn port_at(&mut self, dslam_id: i64, frame: u32, slot: u32, port: u32)
-    -> StoreResult<Option<PortRec>>;
+    fn port_at(
+        &mut self,
+        dslam_id: i64,
+        frame: u32,
+        slot: u32,
+        port: u32,
+    ) -> StoreResult<Option<PortRec>>;
     /// The first free, available port of a DSLAM (frame, slot, port order).
     fn first_free_port(&mut self, dslam_id: i64) -> StoreResult<Option<PortRec>>;
     /// The port a service holds.
@@ -373,8 +360,11 @@ pub trait StoreRead {
     /// The lowest-numbered VLAN of a purpose on an OLT.
     fn lowest_vlan(&mut self, olt_id: i64, purpose: VlanPurpose) -> StoreResult<Option<u16>>;
     /// A service by its key.
-    fn service(&mut self, user_name: &str, service_type: ServiceType)
-    -> StoreResult<Option<ServiceRec>>;
+    fn service(
+        &mut self,
+        user_name: &str,
+        service_type: ServiceType,
+    ) -> StoreResult<Option<ServiceRec>>;
     /// Active add-ons riding on a broadband service.
     fn active_addons(&mut self, parent_id: i64) -> StoreResult<Vec<ServiceRec>>;
     /// Services for a Query, as answered (no protected values).
@@ -389,25 +379,17 @@ pub trait StoreRead {
     fn account(&mut self, login: &str) -> StoreResult<Option<AccountRec>>;
     /// Whether no exchange is known yet.
     fn inventory_is_empty(&mut self) -> StoreResult<bool>;
+    /// The task that claimed a flowId: its number and content fingerprint.
+    fn flow(&mut self, flow_id: &str) -> StoreResult<Option<(String, Vec<u8>)>>;
 }
 
 /// Writes of the domain logic, inside the writer's open batch.
 pub trait StoreWrite: StoreRead {
-    /// Inserts a task, claiming its flowId, or reports the earlier task.
-    fn insert_task(&mut self, task: &TaskWrite<'_>) -> StoreResult<TaskInsert>;
-    /// Inserts an item of a task.
-    fn insert_task_item(&mut self, task_id: i64, item: &TaskItemWrite<'_>) -> StoreResult<()>;
+    /// Inserts a task, claiming its flowId (a claimed flowId is a `Constraint`
+    /// error); returns its id.
+    fn insert_task(&mut self, task: &TaskWrite<'_>) -> StoreResult<i64>;
     /// Appends to a task's history.
-    fn insert_task_history(
-        &mut self,
-        task_id: i64,
-        at: &str,
-        from: Option<&str>,
-        to: &str,
-        action: &str,
-        actor: &str,
-        reason: &str,
-    ) -> StoreResult<()>;
+    fn insert_task_history(&mut self, task_id: i64, h: &HistoryWrite<'_>) -> StoreResult<()>;
     /// Queues a command in the outbox.
     fn insert_command(&mut self, task_id: i64, cmd: &CommandWrite<'_>) -> StoreResult<()>;
     /// Creates or updates a customer; returns its id.

@@ -80,7 +80,12 @@ pub(super) fn load(conn: &Connection, inv: &Inventory, at: &str) -> StoreResult<
         if let Some(id) = exchanges.get(code) {
             return Ok(*id);
         }
-        let id = id_of(conn, "SELECT id FROM exchange WHERE code = ?1", [code], &format!("exchange {code}"))?;
+        let id = id_of(
+            conn,
+            "SELECT id FROM exchange WHERE code = ?1",
+            [code],
+            &format!("exchange {code}"),
+        )?;
         exchanges.insert(code.to_string(), id);
         Ok(id)
     };
@@ -110,10 +115,22 @@ pub(super) fn load(conn: &Connection, inv: &Inventory, at: &str) -> StoreResult<
         for p in &inv.ports {
             let dslam = match dslams.get(&p.dslam.to_ascii_lowercase()) {
                 Some(id) => *id,
-                None => id_of(conn, "SELECT id FROM dslam WHERE name = ?1", [&p.dslam], &format!("DSLAM {}", p.dslam))?,
+                None => id_of(
+                    conn,
+                    "SELECT id FROM dslam WHERE name = ?1",
+                    [&p.dslam],
+                    &format!("DSLAM {}", p.dslam),
+                )?,
             };
-            st.execute(params![dslam, p.frame, p.slot, p.port, p.state.as_str(), at])
-                .map_err(backend)?;
+            st.execute(params![
+                dslam,
+                p.frame,
+                p.slot,
+                p.port,
+                p.state.as_str(),
+                at
+            ])
+            .map_err(backend)?;
         }
     }
     let mut olts: HashMap<String, i64> = HashMap::new();
@@ -134,7 +151,12 @@ pub(super) fn load(conn: &Connection, inv: &Inventory, at: &str) -> StoreResult<
         if let Some(id) = olts.get(&name.to_ascii_lowercase()) {
             return Ok(*id);
         }
-        let id = id_of(conn, "SELECT id FROM olt WHERE name = ?1", [name], &format!("OLT {name}"))?;
+        let id = id_of(
+            conn,
+            "SELECT id FROM olt WHERE name = ?1",
+            [name],
+            &format!("OLT {name}"),
+        )?;
         olts.insert(name.to_ascii_lowercase(), id);
         Ok(id)
     };
@@ -149,7 +171,9 @@ pub(super) fn load(conn: &Connection, inv: &Inventory, at: &str) -> StoreResult<
         .execute(params![olt, p.at.frame, p.at.slot, p.at.port, p.max_onts, p.state.as_str(), at])
         .map_err(backend)?;
     }
-    let pon_id = |r: &crate::model::PonPortRef, olt_id: &mut dyn FnMut(&str) -> StoreResult<i64>| -> StoreResult<i64> {
+    let pon_id = |r: &crate::model::PonPortRef,
+                  olt_id: &mut dyn FnMut(&str) -> StoreResult<i64>|
+     -> StoreResult<i64> {
         let olt = olt_id(&r.olt)?;
         id_of(
             conn,
@@ -181,10 +205,12 @@ pub(super) fn load(conn: &Connection, inv: &Inventory, at: &str) -> StoreResult<
             .map_err(backend)?;
         for p in &c.pon_ports {
             let pon = pon_id(p, &mut olt_id)?;
-            conn.prepare_cached("INSERT OR IGNORE INTO compound_pon (compound_id, pon_port_id) VALUES (?1, ?2)")
-                .map_err(backend)?
-                .execute(params![id, pon])
-                .map_err(backend)?;
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO compound_pon (compound_id, pon_port_id) VALUES (?1, ?2)",
+            )
+            .map_err(backend)?
+            .execute(params![id, pon])
+            .map_err(backend)?;
         }
     }
     for o in &inv.onts {

@@ -56,19 +56,24 @@ impl SqliteStore {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX
         };
         let conn = Connection::open_with_flags(&self.path, flags).map_err(backend)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(backend)?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(backend)?;
         if !read_only {
             let mode: String = conn
                 .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
                 .map_err(backend)?;
             if !mode.eq_ignore_ascii_case("wal") {
-                return Err(StoreError::Backend(format!("journal_mode is {mode}, not wal")));
+                return Err(StoreError::Backend(format!(
+                    "journal_mode is {mode}, not wal"
+                )));
             }
         }
         conn.pragma_update(None, "synchronous", self.synchronous.pragma())
             .map_err(backend)?;
-        conn.pragma_update(None, "foreign_keys", true).map_err(backend)?;
-        conn.pragma_update(None, "temp_store", "MEMORY").map_err(backend)?;
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(backend)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(backend)?;
         conn.set_prepared_statement_cache_capacity(128);
         Ok(conn)
     }
@@ -81,12 +86,19 @@ impl Store for SqliteStore {
     fn open_writer(&self) -> StoreResult<SqliteWriter> {
         let conn = self.connect(false)?;
         // A bigger page cache keeps the hot indexes of a large inventory in memory.
-        conn.pragma_update(None, "cache_size", -65536).map_err(backend)?;
-        Ok(SqliteWriter { conn, depth: 0 })
+        conn.pragma_update(None, "cache_size", -65536)
+            .map_err(backend)?;
+        Ok(SqliteWriter {
+            conn,
+            depth: 0,
+            cache: InventoryCache::default(),
+        })
     }
 
     fn open_reader(&self) -> StoreResult<SqliteReader> {
-        Ok(SqliteReader { conn: self.connect(true)? })
+        Ok(SqliteReader {
+            conn: self.connect(true)?,
+        })
     }
 }
 
@@ -103,7 +115,8 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(backend)?;
         tx.execute_batch(sql).map_err(backend)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(backend)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(backend)?;
         tx.commit().map_err(backend)?;
     }
     Ok(())
@@ -140,31 +153,52 @@ impl ReadConn for SqliteReader {
 pub struct SqliteWriter {
     conn: Connection,
     depth: u32,
+    cache: InventoryCache,
+}
+
+/// Hot inventory lookups of the writer. Only the writer changes the
+/// inventory (through [`WriteConn::load_inventory`], which clears this), and
+/// intake never writes these rows, so a savepoint rollback cannot make it stale.
+#[derive(Default)]
+pub(crate) struct InventoryCache {
+    pub(crate) exchanges: std::collections::HashMap<String, Option<super::ExchangeRec>>,
+    pub(crate) dslams: std::collections::HashMap<i64, Vec<super::DslamRec>>,
 }
 
 impl WriteConn for SqliteWriter {
     fn begin(&mut self) -> StoreResult<()> {
-        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(backend)?;
         self.depth = 0;
         Ok(())
     }
 
     fn savepoint(&mut self) -> StoreResult<()> {
-        self.conn.execute_batch("SAVEPOINT job").map_err(backend)?;
+        self.conn
+            .prepare_cached("SAVEPOINT job")
+            .and_then(|mut st| st.execute([]))
+            .map_err(backend)?;
         self.depth += 1;
         Ok(())
     }
 
     fn release(&mut self) -> StoreResult<()> {
-        self.conn.execute_batch("RELEASE job").map_err(backend)?;
+        self.conn
+            .prepare_cached("RELEASE job")
+            .and_then(|mut st| st.execute([]))
+            .map_err(backend)?;
         self.depth = self.depth.saturating_sub(1);
         Ok(())
     }
 
     fn rollback_to(&mut self) -> StoreResult<()> {
-        self.conn
-            .execute_batch("ROLLBACK TO job; RELEASE job")
-            .map_err(backend)?;
+        for sql in ["ROLLBACK TO job", "RELEASE job"] {
+            self.conn
+                .prepare_cached(sql)
+                .and_then(|mut st| st.execute([]))
+                .map_err(backend)?;
+        }
         self.depth = self.depth.saturating_sub(1);
         Ok(())
     }
@@ -181,6 +215,7 @@ impl WriteConn for SqliteWriter {
     }
 
     fn load_inventory(&mut self, inventory: &crate::model::Inventory, at: &str) -> StoreResult<()> {
+        self.cache = InventoryCache::default();
         inventory_load::load(&self.conn, inventory, at)
     }
 
@@ -192,16 +227,24 @@ impl WriteConn for SqliteWriter {
 /// Gives the shared read implementation its connection.
 pub(crate) trait HasConn {
     fn conn(&self) -> &Connection;
+    /// The inventory cache, for the writer only.
+    fn cache(&mut self) -> Option<&mut InventoryCache>;
 }
 
 impl HasConn for SqliteReader {
     fn conn(&self) -> &Connection {
         &self.conn
     }
+    fn cache(&mut self) -> Option<&mut InventoryCache> {
+        None
+    }
 }
 
 impl HasConn for SqliteWriter {
     fn conn(&self) -> &Connection {
         &self.conn
+    }
+    fn cache(&mut self) -> Option<&mut InventoryCache> {
+        Some(&mut self.cache)
     }
 }

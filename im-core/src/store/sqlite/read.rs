@@ -20,7 +20,11 @@ fn enum_col<T>(r: &Row<'_>, i: usize, parse: fn(&str) -> Option<T>) -> rusqlite:
     })
 }
 
-const DSLAM_COLS: &str = "id, name, exchange_id, ip, technology";
+macro_rules! dslam_cols {
+    () => {
+        "id, name, exchange_id, ip, technology"
+    };
+}
 fn dslam_row(r: &Row<'_>) -> rusqlite::Result<DslamRec> {
     Ok(DslamRec {
         id: r.get(0)?,
@@ -31,8 +35,11 @@ fn dslam_row(r: &Row<'_>) -> rusqlite::Result<DslamRec> {
     })
 }
 
-const PORT_COLS: &str =
-    "p.id, p.dslam_id, d.name, d.ip, p.frame, p.slot, p.port, p.state, p.service_id, p.removed";
+macro_rules! port_cols {
+    () => {
+        "p.id, p.dslam_id, d.name, d.ip, p.frame, p.slot, p.port, p.state, p.service_id, p.removed"
+    };
+}
 fn port_row(r: &Row<'_>) -> rusqlite::Result<PortRec> {
     Ok(PortRec {
         id: r.get(0)?,
@@ -48,7 +55,11 @@ fn port_row(r: &Row<'_>) -> rusqlite::Result<PortRec> {
     })
 }
 
-const PON_COLS: &str = "pp.id, pp.olt_id, o.name, pp.frame, pp.slot, pp.port, pp.max_onts, pp.state";
+macro_rules! pon_cols {
+    () => {
+        "pp.id, pp.olt_id, o.name, pp.frame, pp.slot, pp.port, pp.max_onts, pp.state"
+    };
+}
 fn pon_row(r: &Row<'_>, at: usize) -> rusqlite::Result<PonRec> {
     Ok(PonRec {
         id: r.get(at)?,
@@ -62,9 +73,13 @@ fn pon_row(r: &Row<'_>, at: usize) -> rusqlite::Result<PonRec> {
     })
 }
 
-const ONT_SQL: &str = "SELECT t.id, t.serial, t.ont_id, t.state, t.service_id, t.removed, \
+macro_rules! ont_sql {
+    () => {
+        "SELECT t.id, t.serial, t.ont_id, t.state, t.service_id, t.removed, \
      pp.id, pp.olt_id, o.name, pp.frame, pp.slot, pp.port, pp.max_onts, pp.state \
-     FROM ont t JOIN pon_port pp ON pp.id = t.pon_port_id JOIN olt o ON o.id = pp.olt_id";
+     FROM ont t JOIN pon_port pp ON pp.id = t.pon_port_id JOIN olt o ON o.id = pp.olt_id"
+    };
+}
 fn ont_row(r: &Row<'_>) -> rusqlite::Result<OntRec> {
     Ok(OntRec {
         id: r.get(0)?,
@@ -77,8 +92,12 @@ fn ont_row(r: &Row<'_>) -> rusqlite::Result<OntRec> {
     })
 }
 
-const SERVICE_COLS: &str = "id, user_name, service_type, cover_type, state, customer_id, \
-     parent_id, popid, exchange_id, olt_id, compound_id, vlan, speed_kbps, fields";
+macro_rules! service_cols {
+    () => {
+        "id, user_name, service_type, cover_type, state, customer_id, \
+     parent_id, popid, exchange_id, olt_id, compound_id, vlan, speed_kbps, fields"
+    };
+}
 fn service_row(r: &Row<'_>) -> rusqlite::Result<ServiceRec> {
     let fields: String = r.get(13)?;
     Ok(ServiceRec {
@@ -103,20 +122,34 @@ fn service_row(r: &Row<'_>) -> rusqlite::Result<ServiceRec> {
 
 impl<T: HasConn> StoreRead for T {
     fn exchange_by_popid(&mut self, popid: &str) -> StoreResult<Option<ExchangeRec>> {
-        self.conn()
+        if let Some(hit) = self.cache().and_then(|c| c.exchanges.get(popid).cloned()) {
+            return Ok(hit);
+        }
+        let found = self
+            .conn()
             .prepare_cached("SELECT id, code, popid FROM exchange WHERE popid = ?1 AND removed = 0")
             .map_err(backend)?
             .query_row([popid], |r| {
-                Ok(ExchangeRec { id: r.get(0)?, code: r.get(1)?, popid: r.get(2)? })
+                Ok(ExchangeRec {
+                    id: r.get(0)?,
+                    code: r.get(1)?,
+                    popid: r.get(2)?,
+                })
             })
             .optional()
-            .map_err(backend)
+            .map_err(backend)?;
+        if let Some(c) = self.cache() {
+            c.exchanges.insert(popid.to_string(), found.clone());
+        }
+        Ok(found)
     }
 
     fn dslam_by_name(&mut self, name: &str) -> StoreResult<Option<DslamRec>> {
         self.conn()
-            .prepare_cached(&format!(
-                "SELECT {DSLAM_COLS} FROM dslam WHERE name = ?1 AND removed = 0"
+            .prepare_cached(concat!(
+                "SELECT ",
+                dslam_cols!(),
+                " FROM dslam WHERE name = ?1 AND removed = 0"
             ))
             .map_err(backend)?
             .query_row([name], dslam_row)
@@ -126,8 +159,10 @@ impl<T: HasConn> StoreRead for T {
 
     fn dslam_by_ip(&mut self, ip: &str) -> StoreResult<Option<DslamRec>> {
         self.conn()
-            .prepare_cached(&format!(
-                "SELECT {DSLAM_COLS} FROM dslam WHERE ip = ?1 AND removed = 0 ORDER BY name LIMIT 1"
+            .prepare_cached(concat!(
+                "SELECT ",
+                dslam_cols!(),
+                " FROM dslam WHERE ip = ?1 AND removed = 0 ORDER BY name LIMIT 1"
             ))
             .map_err(backend)?
             .query_row([ip], dslam_row)
@@ -136,14 +171,27 @@ impl<T: HasConn> StoreRead for T {
     }
 
     fn dslams_of_exchange(&mut self, exchange_id: i64) -> StoreResult<Vec<DslamRec>> {
+        if let Some(hit) = self
+            .cache()
+            .and_then(|c| c.dslams.get(&exchange_id).cloned())
+        {
+            return Ok(hit);
+        }
         let mut st = self
             .conn()
-            .prepare_cached(&format!(
-                "SELECT {DSLAM_COLS} FROM dslam WHERE exchange_id = ?1 AND removed = 0 ORDER BY name"
+            .prepare_cached(concat!(
+                "SELECT ",
+                dslam_cols!(),
+                " FROM dslam WHERE exchange_id = ?1 AND removed = 0 ORDER BY name"
             ))
             .map_err(backend)?;
         let rows = st.query_map([exchange_id], dslam_row).map_err(backend)?;
-        rows.collect::<Result<_, _>>().map_err(backend)
+        let found: Vec<DslamRec> = rows.collect::<Result<_, _>>().map_err(backend)?;
+        drop(st);
+        if let Some(c) = self.cache() {
+            c.dslams.insert(exchange_id, found.clone());
+        }
+        Ok(found)
     }
 
     fn port_at(
@@ -154,8 +202,10 @@ impl<T: HasConn> StoreRead for T {
         port: u32,
     ) -> StoreResult<Option<PortRec>> {
         self.conn()
-            .prepare_cached(&format!(
-                "SELECT {PORT_COLS} FROM port p JOIN dslam d ON d.id = p.dslam_id \
+            .prepare_cached(concat!(
+                "SELECT ",
+                port_cols!(),
+                " FROM port p JOIN dslam d ON d.id = p.dslam_id \
                  WHERE p.dslam_id = ?1 AND p.frame = ?2 AND p.slot = ?3 AND p.port = ?4"
             ))
             .map_err(backend)?
@@ -166,8 +216,10 @@ impl<T: HasConn> StoreRead for T {
 
     fn first_free_port(&mut self, dslam_id: i64) -> StoreResult<Option<PortRec>> {
         self.conn()
-            .prepare_cached(&format!(
-                "SELECT {PORT_COLS} FROM port p INDEXED BY port_free JOIN dslam d ON d.id = p.dslam_id \
+            .prepare_cached(concat!(
+                "SELECT ",
+                port_cols!(),
+                " FROM port p INDEXED BY port_free JOIN dslam d ON d.id = p.dslam_id \
                  WHERE p.dslam_id = ?1 AND p.service_id IS NULL AND p.state = 'AVAILABLE' \
                  AND p.removed = 0 ORDER BY p.frame, p.slot, p.port LIMIT 1"
             ))
@@ -179,8 +231,10 @@ impl<T: HasConn> StoreRead for T {
 
     fn port_held_by(&mut self, service_id: i64) -> StoreResult<Option<PortRec>> {
         self.conn()
-            .prepare_cached(&format!(
-                "SELECT {PORT_COLS} FROM port p JOIN dslam d ON d.id = p.dslam_id \
+            .prepare_cached(concat!(
+                "SELECT ",
+                port_cols!(),
+                " FROM port p JOIN dslam d ON d.id = p.dslam_id \
                  WHERE p.service_id = ?1"
             ))
             .map_err(backend)?
@@ -196,7 +250,11 @@ impl<T: HasConn> StoreRead for T {
             )
             .map_err(backend)?
             .query_row([code], |r| {
-                Ok(CompoundRec { id: r.get(0)?, code: r.get(1)?, exchange_id: r.get(2)? })
+                Ok(CompoundRec {
+                    id: r.get(0)?,
+                    code: r.get(1)?,
+                    exchange_id: r.get(2)?,
+                })
             })
             .optional()
             .map_err(backend)
@@ -207,7 +265,11 @@ impl<T: HasConn> StoreRead for T {
             .prepare_cached("SELECT id, code, exchange_id FROM compound WHERE id = ?1")
             .map_err(backend)?
             .query_row([id], |r| {
-                Ok(CompoundRec { id: r.get(0)?, code: r.get(1)?, exchange_id: r.get(2)? })
+                Ok(CompoundRec {
+                    id: r.get(0)?,
+                    code: r.get(1)?,
+                    exchange_id: r.get(2)?,
+                })
             })
             .optional()
             .map_err(backend)
@@ -216,14 +278,18 @@ impl<T: HasConn> StoreRead for T {
     fn pon_ports_of_compound(&mut self, compound_id: i64) -> StoreResult<Vec<PonRec>> {
         let mut st = self
             .conn()
-            .prepare_cached(&format!(
-                "SELECT {PON_COLS} FROM compound_pon cp JOIN pon_port pp ON pp.id = cp.pon_port_id \
+            .prepare_cached(concat!(
+                "SELECT ",
+                pon_cols!(),
+                " FROM compound_pon cp JOIN pon_port pp ON pp.id = cp.pon_port_id \
                  JOIN olt o ON o.id = pp.olt_id \
                  WHERE cp.compound_id = ?1 AND pp.removed = 0 AND o.removed = 0 \
                  ORDER BY o.name, pp.frame, pp.slot, pp.port"
             ))
             .map_err(backend)?;
-        let rows = st.query_map([compound_id], |r| pon_row(r, 0)).map_err(backend)?;
+        let rows = st
+            .query_map([compound_id], |r| pon_row(r, 0))
+            .map_err(backend)?;
         rows.collect::<Result<_, _>>().map_err(backend)
     }
 
@@ -231,7 +297,12 @@ impl<T: HasConn> StoreRead for T {
         self.conn()
             .prepare_cached("SELECT id, name FROM olt WHERE name = ?1 AND removed = 0")
             .map_err(backend)?
-            .query_row([name], |r| Ok(OltRec { id: r.get(0)?, name: r.get(1)? }))
+            .query_row([name], |r| {
+                Ok(OltRec {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                })
+            })
             .optional()
             .map_err(backend)
     }
@@ -240,14 +311,19 @@ impl<T: HasConn> StoreRead for T {
         self.conn()
             .prepare_cached("SELECT id, name FROM olt WHERE id = ?1")
             .map_err(backend)?
-            .query_row([id], |r| Ok(OltRec { id: r.get(0)?, name: r.get(1)? }))
+            .query_row([id], |r| {
+                Ok(OltRec {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                })
+            })
             .optional()
             .map_err(backend)
     }
 
     fn ont_by_serial(&mut self, serial: &str) -> StoreResult<Option<OntRec>> {
         self.conn()
-            .prepare_cached(&format!("{ONT_SQL} WHERE t.serial = ?1"))
+            .prepare_cached(concat!(ont_sql!(), " WHERE t.serial = ?1"))
             .map_err(backend)?
             .query_row([serial], ont_row)
             .optional()
@@ -256,7 +332,7 @@ impl<T: HasConn> StoreRead for T {
 
     fn ont_held_by(&mut self, service_id: i64) -> StoreResult<Option<OntRec>> {
         self.conn()
-            .prepare_cached(&format!("{ONT_SQL} WHERE t.service_id = ?1"))
+            .prepare_cached(concat!(ont_sql!(), " WHERE t.service_id = ?1"))
             .map_err(backend)?
             .query_row([service_id], ont_row)
             .optional()
@@ -280,7 +356,9 @@ impl<T: HasConn> StoreRead for T {
                 "SELECT purpose FROM vlan WHERE olt_id = ?1 AND vlan_id = ?2 AND removed = 0",
             )
             .map_err(backend)?
-            .query_row(params![olt_id, vlan_id], |r| enum_col(r, 0, VlanPurpose::parse))
+            .query_row(params![olt_id, vlan_id], |r| {
+                enum_col(r, 0, VlanPurpose::parse)
+            })
             .optional()
             .map_err(backend)
     }
@@ -303,8 +381,10 @@ impl<T: HasConn> StoreRead for T {
         service_type: ServiceType,
     ) -> StoreResult<Option<ServiceRec>> {
         self.conn()
-            .prepare_cached(&format!(
-                "SELECT {SERVICE_COLS} FROM service WHERE user_name = ?1 AND service_type = ?2"
+            .prepare_cached(concat!(
+                "SELECT ",
+                service_cols!(),
+                " FROM service WHERE user_name = ?1 AND service_type = ?2"
             ))
             .map_err(backend)?
             .query_row(params![user_name, service_type.as_str()], service_row)
@@ -315,8 +395,10 @@ impl<T: HasConn> StoreRead for T {
     fn active_addons(&mut self, parent_id: i64) -> StoreResult<Vec<ServiceRec>> {
         let mut st = self
             .conn()
-            .prepare_cached(&format!(
-                "SELECT {SERVICE_COLS} FROM service WHERE parent_id = ?1 AND state = 'ACTIVE' \
+            .prepare_cached(concat!(
+                "SELECT ",
+                service_cols!(),
+                " FROM service WHERE parent_id = ?1 AND state = 'ACTIVE' \
                  ORDER BY id"
             ))
             .map_err(backend)?;
@@ -404,6 +486,15 @@ impl<T: HasConn> StoreRead for T {
                     om_interface: r.get(6)?,
                 })
             })
+            .optional()
+            .map_err(backend)
+    }
+
+    fn flow(&mut self, flow_id: &str) -> StoreResult<Option<(String, Vec<u8>)>> {
+        self.conn()
+            .prepare_cached("SELECT task_no, fingerprint FROM task WHERE flow_id = ?1")
+            .map_err(backend)?
+            .query_row([flow_id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
             .map_err(backend)
     }

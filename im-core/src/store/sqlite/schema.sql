@@ -112,25 +112,21 @@ CREATE TABLE task (
   id INTEGER PRIMARY KEY, task_no TEXT NOT NULL UNIQUE, flow_id TEXT NOT NULL UNIQUE,
   fingerprint BLOB NOT NULL, popid TEXT NOT NULL,
   state TEXT NOT NULL CHECK (state IN ('RECEIVED','ACTIVATING','COMPLETED','FAILED','CANCELLED')),
-  request TEXT NOT NULL, account TEXT NOT NULL,
+  request TEXT NOT NULL, items TEXT NOT NULL, account TEXT NOT NULL,
   created TEXT NOT NULL, updated TEXT NOT NULL) STRICT;
-CREATE INDEX task_state ON task (state, created);
+-- A task's creation (RECEIVED, by `account`, at `created`) is the first entry
+-- of its history; task_history holds every later transition. Its items are
+-- the `items` JSON (per item: seq, opertype, serviceType, UserName, service id,
+-- port, ontSn, vlan, state); the services a task changed are also reachable
+-- through its commands (command.service_id).
 CREATE INDEX task_created ON task (created);
-CREATE TABLE task_item (
-  task_id INTEGER NOT NULL REFERENCES task(id), seq INTEGER NOT NULL,
-  opertype TEXT NOT NULL, service_type TEXT NOT NULL, user_name TEXT NOT NULL,
-  service_id INTEGER REFERENCES service(id),
-  port TEXT NOT NULL DEFAULT '', ont_sn TEXT NOT NULL DEFAULT '', vlan TEXT NOT NULL DEFAULT '',
-  state TEXT NOT NULL DEFAULT '',
-  PRIMARY KEY (task_id, seq)) STRICT, WITHOUT ROWID;
-CREATE INDEX task_item_service ON task_item (service_id);
 CREATE TABLE task_history (
   id INTEGER PRIMARY KEY, task_id INTEGER NOT NULL REFERENCES task(id),
   at TEXT NOT NULL, from_state TEXT, to_state TEXT NOT NULL,
   action TEXT NOT NULL, actor TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '') STRICT;
 CREATE INDEX task_history_task ON task_history (task_id, id);
 CREATE TABLE command (
-  id INTEGER PRIMARY KEY, cmd_id TEXT NOT NULL UNIQUE,
+  id INTEGER PRIMARY KEY, cmd_id TEXT NOT NULL,
   task_id INTEGER NOT NULL REFERENCES task(id), seq INTEGER NOT NULL,
   service_id INTEGER NOT NULL REFERENCES service(id),
   type TEXT NOT NULL CHECK (type IN ('ACTIVATE','MODIFY','DEACTIVATE')),

@@ -3,8 +3,8 @@
 use super::{SqliteWriter, backend};
 use crate::model::ServiceState;
 use crate::store::{
-    CommandWrite, CustomerWrite, ServiceWrite, StoreError, StoreResult, StoreWrite, TaskInsert,
-    TaskItemWrite, TaskWrite,
+    CommandWrite, CustomerWrite, HistoryWrite, ServiceWrite, StoreError, StoreResult, StoreWrite,
+    TaskWrite,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -13,65 +13,28 @@ fn fields_json(s: &ServiceWrite) -> StoreResult<String> {
 }
 
 impl StoreWrite for SqliteWriter {
-    fn insert_task(&mut self, t: &TaskWrite<'_>) -> StoreResult<TaskInsert> {
-        let id: Option<i64> = self
-            .conn
+    fn insert_task(&mut self, t: &TaskWrite<'_>) -> StoreResult<i64> {
+        self.conn
             .prepare_cached(
-                "INSERT INTO task (task_no, flow_id, fingerprint, popid, state, request, account, created, updated) \
-                 VALUES (?1, ?2, ?3, ?4, 'RECEIVED', ?5, ?6, ?7, ?7) \
-                 ON CONFLICT (flow_id) DO NOTHING RETURNING id",
+                "INSERT INTO task (task_no, flow_id, fingerprint, popid, state, request, items, account, created, updated) \
+                 VALUES (?1, ?2, ?3, ?4, 'RECEIVED', ?5, ?6, ?7, ?8, ?8) RETURNING id",
             )
             .map_err(backend)?
             .query_row(
-                params![t.task_no, t.flow_id, t.fingerprint, t.popid, t.request, t.account, t.at],
+                params![t.task_no, t.flow_id, t.fingerprint, t.popid, t.request, t.items, t.account, t.at],
                 |r| r.get(0),
             )
-            .optional()
-            .map_err(backend)?;
-        if let Some(id) = id {
-            return Ok(TaskInsert::Inserted(id));
-        }
-        let (task_no, fingerprint) = self
-            .conn
-            .prepare_cached("SELECT task_no, fingerprint FROM task WHERE flow_id = ?1")
-            .map_err(backend)?
-            .query_row([t.flow_id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(backend)?;
-        Ok(TaskInsert::Duplicate { task_no, fingerprint })
+            .map_err(backend)
     }
 
-    fn insert_task_item(&mut self, task_id: i64, i: &TaskItemWrite<'_>) -> StoreResult<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO task_item (task_id, seq, opertype, service_type, user_name, service_id, port, ont_sn, vlan, state) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )
-            .map_err(backend)?
-            .execute(params![
-                task_id, i.seq, i.opertype, i.service_type, i.user_name, i.service_id, i.port,
-                i.ont_sn, i.vlan, i.state
-            ])
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    fn insert_task_history(
-        &mut self,
-        task_id: i64,
-        at: &str,
-        from: Option<&str>,
-        to: &str,
-        action: &str,
-        actor: &str,
-        reason: &str,
-    ) -> StoreResult<()> {
+    fn insert_task_history(&mut self, task_id: i64, h: &HistoryWrite<'_>) -> StoreResult<()> {
         self.conn
             .prepare_cached(
                 "INSERT INTO task_history (task_id, at, from_state, to_state, action, actor, reason) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .map_err(backend)?
-            .execute(params![task_id, at, from, to, action, actor, reason])
+            .execute(params![task_id, h.at, h.from, h.to, h.action, h.actor, h.reason])
             .map_err(backend)?;
         Ok(())
     }

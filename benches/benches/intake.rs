@@ -1,0 +1,173 @@
+//! Accepted Install ADSL work orders per second into a SQLite file with
+//! `synchronous=FULL`, through the core API with 64 concurrent submitters,
+//! beside two baselines measured in the same run on the same schema and
+//! inventory: the same writes with one rusqlite transaction per order (what a
+//! naive design gets) and with all orders in one transaction (the limit).
+//!
+//! Run: `cargo bench -p im-benches --bench intake`. Criterion prints each as
+//! elements (orders) per second; the ratios are the point.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use im_benches::install_adsl;
+use im_core::demo::{DemoSpec, inventory};
+use im_core::{CoreConfig, ErrorCode, Im, Synchronous};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The allocator the example server uses too.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const SUBMITTERS: u64 = 64;
+const PORTS: u64 = 1_500_000;
+
+fn open_core(dir: &std::path::Path, spec: &DemoSpec) -> Im {
+    let mut cfg = CoreConfig::new(dir.join("im.db"));
+    cfg.synchronous = match std::env::var("IM_BENCH_SYNC").as_deref() {
+        Ok("off") => Synchronous::Off,
+        Ok("normal") => Synchronous::Normal,
+        _ => Synchronous::Full,
+    };
+    let im = Im::open(cfg).expect("open");
+    im.load_inventory(&inventory(spec)).expect("inventory");
+    im.set_om_account(im_core::demo::DEMO_OM_USER, im_core::demo::DEMO_OM_PASSWORD)
+        .expect("account");
+    im
+}
+
+/// The writes of one accepted Install ADSL, as plain SQL on one connection.
+fn raw_install(c: &Connection, n: u64, exchanges: u32) -> rusqlite::Result<()> {
+    let ex = (n % u64::from(exchanges)) + 1;
+    let popid = format!("196{ex:02}");
+    let user = format!("raw{n}@tedata.net.eg");
+    let at = "2026-12-04T00:00:00Z";
+    let ex_id: i64 = c
+        .prepare_cached("SELECT id FROM exchange WHERE popid = ?1 AND removed = 0")?
+        .query_row([&popid], |r| r.get(0))?;
+    let dslams: Vec<i64> = c
+        .prepare_cached("SELECT id FROM dslam WHERE exchange_id = ?1 AND removed = 0 AND technology IN ('ADSL','ADSL+VDSL') ORDER BY name")?
+        .query_map([ex_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut port = None;
+    for d in dslams {
+        port = c
+            .prepare_cached("SELECT id FROM port INDEXED BY port_free WHERE dslam_id = ?1 AND service_id IS NULL AND state = 'AVAILABLE' AND removed = 0 ORDER BY frame, slot, port LIMIT 1")?
+            .query_row([d], |r| r.get::<_, i64>(0))
+            .optional()?;
+        if port.is_some() {
+            break;
+        }
+    }
+    let port = port.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    let _existing: Option<i64> = c
+        .prepare_cached("SELECT id FROM service WHERE user_name = ?1 AND service_type = 'ADSL'")?
+        .query_row([&user], |r| r.get(0))
+        .optional()?;
+    let cust: i64 = c
+        .prepare_cached("INSERT INTO customer (account_number, name, created, updated) VALUES (?1, 'Ahmed Hassan', ?2, ?2) ON CONFLICT (account_number) DO UPDATE SET updated = ?2 RETURNING id")?
+        .query_row(params![format!("R{n}"), at], |r| r.get(0))?;
+    let svc: i64 = c
+        .prepare_cached("INSERT INTO service (user_name, service_type, cover_type, state, customer_id, popid, exchange_id, speed_kbps, fields, created, updated) VALUES (?1, 'ADSL', 'ADSL', 'ACTIVE', ?2, ?3, ?4, 16384, '{}', ?5, ?5) RETURNING id")?
+        .query_row(params![user, cust, popid, ex_id, at], |r| r.get(0))?;
+    c.prepare_cached(
+        "UPDATE port SET service_id = ?2, updated = ?3 WHERE id = ?1 AND service_id IS NULL",
+    )?
+    .execute(params![port, svc, at])?;
+    let task_no = format!("RS{n:010}");
+    let task: i64 = c
+        .prepare_cached("INSERT INTO task (task_no, flow_id, fingerprint, popid, state, request, items, account, created, updated) VALUES (?1, ?2, x'00', ?3, 'RECEIVED', '{}', '[]', 'OM', ?4, ?4) RETURNING id")?
+        .query_row(params![task_no, format!("R{n}"), popid, at], |r| r.get(0))?;
+    c.prepare_cached("INSERT INTO command (cmd_id, task_id, seq, service_id, type, service_type, params, state, created, updated) VALUES (?1, ?2, 1, ?3, 'ACTIVATE', 'ADSL', '[]', 'PENDING', ?4, ?4)")?
+        .execute(params![format!("CMD-{task_no}-1"), task, svc, at])?;
+    Ok(())
+}
+
+fn raw_conn(path: &std::path::Path) -> Connection {
+    let c = Connection::open(path).expect("open raw");
+    c.pragma_update(None, "journal_mode", "WAL").expect("wal");
+    c.pragma_update(None, "synchronous", "FULL").expect("sync");
+    c.pragma_update(None, "foreign_keys", true).expect("fk");
+    c.pragma_update(None, "cache_size", -65536).expect("cache");
+    c.set_prepared_statement_cache_capacity(64);
+    c
+}
+
+fn bench(c: &mut Criterion) {
+    let spec = DemoSpec::with_ports(PORTS);
+    let exchanges = spec.exchanges;
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let mut group = c.benchmark_group("install_adsl");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(2));
+    group.measurement_time(Duration::from_secs(10));
+
+    // The core: group commit, 64 concurrent submitters.
+    let core_dir = dir.path().join("core");
+    let im = open_core(&core_dir, &spec);
+    let next = AtomicU64::new(0);
+    group.bench_function("core_64_submitters", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for t in 0..SUBMITTERS {
+                    let share = iters / SUBMITTERS + u64::from(t < iters % SUBMITTERS);
+                    let (im, next) = (&im, &next);
+                    s.spawn(move || {
+                        for _ in 0..share {
+                            let n = next.fetch_add(1, Ordering::Relaxed);
+                            let o = im.submit_blocking(install_adsl(n, exchanges));
+                            assert_eq!(o.error_code, ErrorCode::Success, "{o:?}");
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        })
+    });
+    let stats = im.writer_stats();
+    eprintln!(
+        "core: {} orders in {} batches (mean batch {:.1})",
+        stats.jobs,
+        stats.batches,
+        stats.jobs as f64 / stats.batches.max(1) as f64
+    );
+    im.close();
+    drop(im);
+
+    // Baselines on their own copy of the schema and inventory.
+    let raw_dir = dir.path().join("raw");
+    open_core(&raw_dir, &spec).close();
+    let conn = raw_conn(&raw_dir.join("im.db"));
+    let raw_next = AtomicU64::new(0);
+    group.bench_function("baseline_txn_per_order", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                let n = raw_next.fetch_add(1, Ordering::Relaxed);
+                let tx = conn.unchecked_transaction().expect("begin");
+                raw_install(&tx, n, exchanges).expect("install");
+                tx.commit().expect("commit");
+            }
+            start.elapsed()
+        })
+    });
+    group.bench_function("baseline_one_txn_all_orders", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            let tx = conn.unchecked_transaction().expect("begin");
+            for _ in 0..iters {
+                let n = raw_next.fetch_add(1, Ordering::Relaxed);
+                raw_install(&tx, n, exchanges).expect("install");
+            }
+            tx.commit().expect("commit");
+            start.elapsed()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
