@@ -108,6 +108,7 @@ fn bench(c: &mut Criterion) {
     let core_dir = dir.path().join("core");
     let im = open_core(&core_dir, &spec);
     let next = AtomicU64::new(0);
+    let bench_start = Instant::now();
     group.bench_function("core_64_submitters", |b| {
         b.iter_custom(|iters| {
             let start = Instant::now();
@@ -129,10 +130,13 @@ fn bench(c: &mut Criterion) {
     });
     let stats = im.writer_stats();
     eprintln!(
-        "core: {} orders in {} batches (mean batch {:.1})",
+        "core: {} orders in {} batches (mean batch {:.1}); writer busy {:.0}% of {:.1} s, {:.1} µs per order",
         stats.jobs,
         stats.batches,
-        stats.jobs as f64 / stats.batches.max(1) as f64
+        stats.jobs as f64 / stats.batches.max(1) as f64,
+        100.0 * stats.busy.as_secs_f64() / bench_start.elapsed().as_secs_f64(),
+        bench_start.elapsed().as_secs_f64(),
+        stats.busy.as_secs_f64() * 1e6 / stats.jobs.max(1) as f64,
     );
     im.close();
     drop(im);

@@ -55,6 +55,8 @@ pub struct WriterStats {
     pub expired: u64,
     /// Batch-size histogram: batches of size ≤ 1, 2, 4, … 1024, and more (last).
     pub batch_size_buckets: [u64; 12],
+    /// Time the writer spent running batches (judging, writing, committing).
+    pub busy: std::time::Duration,
 }
 
 impl WriterStats {
@@ -74,6 +76,7 @@ struct Stats {
     batches: AtomicU64,
     jobs: AtomicU64,
     expired: AtomicU64,
+    busy_ns: AtomicU64,
     buckets: [AtomicU64; 12],
 }
 
@@ -381,6 +384,7 @@ impl Im {
             jobs: s.jobs.load(Ordering::Relaxed),
             expired: s.expired.load(Ordering::Relaxed),
             batch_size_buckets: buckets,
+            busy: std::time::Duration::from_nanos(s.busy_ns.load(Ordering::Relaxed)),
         }
     }
 
@@ -460,7 +464,11 @@ fn write_loop<W: WriteConn>(
         }
         stats.queue_depth.fetch_sub(batch.len(), Ordering::Relaxed);
         if !batch.is_empty() {
+            let t = Instant::now();
             run_batch(&mut conn, &mut batch, &mut seq, &stats, &cfg);
+            stats
+                .busy_ns
+                .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
         for (op, reply) in admin {
             let _ = reply.send(run_admin(&mut conn, op));

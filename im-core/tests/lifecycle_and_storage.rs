@@ -70,7 +70,6 @@ fn modify_needs_an_active_service() {
 }
 
 #[test]
-#[ignore = "BUG: Modify FTTH with an ONTSN for a service that does not exist answers -1007 'CompoundId  is not a compound' instead of -1008 (apply.rs modify_ftth resolves before active_service)"]
 fn modify_of_a_missing_ftth_with_a_new_ontsn_is_a_state_conflict() {
     let t = TestIm::new();
     // §4: Modify changes an active service, -1008 when there is none. No CompoundId was
@@ -152,7 +151,6 @@ fn modify_moves_a_dsl_service_only_with_full_port_fields() {
 }
 
 #[test]
-#[ignore = "BUG: Modify with FrameNumber/SlotNumber/PortNumber but no Dslamname is -1001 (validate.rs requires a DSLAM); apply.rs modify_dsl's default-DSLAM path is unreachable"]
 fn modify_with_port_fields_only_moves_on_the_held_dslam() {
     let t = TestIm::new();
     t.ok(adsl_install("mv-short@x"));
@@ -1429,5 +1427,164 @@ fn protected_values_never_reach_the_database_file_in_clear() {
     assert!(
         !contains(im_core::demo::DEMO_OM_PASSWORD),
         "the OM password is stored as a hash only"
+    );
+}
+
+#[test]
+fn later_items_of_a_call_see_the_earlier_ones() {
+    let t = TestIm::new();
+    let on = |it: FormItem, slot: &str, port: &str| {
+        it.attr("Dslamname", "EX01-D1")
+            .attr("FrameNumber", "0")
+            .attr("SlotNumber", slot)
+            .attr("PortNumber", port)
+    };
+    // Install, move, and a second Install taking the freed port; a Query at the end sees it all.
+    let f = form("SEQ-1", "19601")
+        .item(adsl_install("seq-a@x"))
+        .item(on(item("Modify", "ADSL", "ADSL", "seq-a@x"), "5", "5"))
+        .item(adsl_install("seq-b@x"))
+        .item(query_item("seq-a@x"));
+    let o = t.submit(f);
+    assert_ok(&o);
+    assert_eq!(
+        o.items.iter().map(|i| i.port.as_str()).collect::<Vec<_>>(),
+        vec!["EX01-D1/0/1/0", "EX01-D1/0/5/5", "EX01-D1/0/1/0", ""]
+    );
+    assert_eq!(o.items[3].services.len(), 1);
+    assert_eq!(o.items[3].services[0].port, "EX01-D1/0/5/5");
+    let cmds = t.commands(o.task_no.as_deref().unwrap());
+    assert_eq!(
+        cmds.iter().map(|c| c.kind.as_str()).collect::<Vec<_>>(),
+        vec!["ACTIVATE", "MODIFY", "ACTIVATE"]
+    );
+    // Install then Delete in one call; then the add-on deleted before its FTTH: no second DEACTIVATE.
+    let f = form("SEQ-2", "19601")
+        .item(ftth_install("seq-f@x", "HWTC00005E05"))
+        .item(iptv_install("seq-f@x"))
+        .item(delete_item("FTTH", "IPTV", "seq-f@x"))
+        .item(delete_item("FTTH", "FTTH", "seq-f@x"));
+    let o = t.submit(f);
+    assert_ok(&o);
+    let cmds = t.commands(o.task_no.as_deref().unwrap());
+    assert_eq!(
+        cmds.iter()
+            .map(|c| (c.kind.as_str(), c.service_type.as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("ACTIVATE", "FTTH"),
+            ("ACTIVATE", "IPTV"),
+            ("DEACTIVATE", "IPTV"),
+            ("DEACTIVATE", "FTTH")
+        ]
+    );
+    assert!(t.query("seq-f@x").iter().all(|s| s.state == "INACTIVE"));
+    assert_eq!(t.ont_place("HWTC00005E05").unwrap().2, None);
+    // Two FTTH Installs with one ONT in one call: the second finds it held.
+    let f = form("SEQ-3", "19601")
+        .item(ftth_install("seq-g@x", "HWTC00005E06"))
+        .item(ftth_install("seq-h@x", "HWTC00005E06"));
+    let o = t.submit(f);
+    assert_code(&o, -1009);
+    assert!(o.error_desc.starts_with("item 2:"), "{o:?}");
+    assert_eq!(
+        t.ont_place("HWTC00005E06"),
+        None,
+        "nothing of the refused call stays"
+    );
+}
+
+#[test]
+fn concurrent_late_refusals_leave_nothing_behind() {
+    let t = TestIm::new();
+    t.warm();
+    t.ok(ftth_install("pre-f@x", "HWTC0000AAAA"));
+    t.ok(adsl_install("pre-a@x"));
+    let port = |it: FormItem, slot: &str, p: &str| {
+        it.attr("Dslamname", "EX01-D1")
+            .attr("FrameNumber", "0")
+            .attr("SlotNumber", slot)
+            .attr("PortNumber", p)
+    };
+    let threads = 16;
+    let barrier = Arc::new(Barrier::new(threads));
+    let results: Vec<(usize, Outcome)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|th| {
+                let barrier = Arc::clone(&barrier);
+                let im = t.im.clone();
+                s.spawn(move || {
+                    barrier.wait();
+                    (0..8)
+                        .map(|kind| {
+                            let user = format!("mix-{th}-{kind}@x");
+                            let it = match kind {
+                                0 => adsl_install(&user),
+                                1 => ftth_install(&user, &format!("HWTC{th:04X}{kind:04X}")),
+                                // Refused only after the inventory has been read:
+                                2 => ftth_install(&user, "HWTC0000AAAA").field("Mobile", "0100"),
+                                3 => port(adsl_install(&user), "2", "9"),
+                                4 => iptv_install("pre-f@x").attr("ONTSN", "HWTC0000BBBB"),
+                                5 => port(
+                                    item("Modify", "ADSL", "ADSL", "pre-a@x").attr("Speed", "1M"),
+                                    "3",
+                                    "9",
+                                ),
+                                6 => port(adsl_install(&user).field("Mobile", "0101"), "8", "63"),
+                                _ => adsl_install("pre-a@x"),
+                            };
+                            (
+                                kind,
+                                im.submit_blocking(
+                                    form(&format!("MIX-{th}-{kind}"), "19601").item(it),
+                                ),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    for (kind, o) in &results {
+        let expected = [0, 0, -1009, -1009, -1006, -1009, -1009, -1008][*kind];
+        assert_eq!(code(o), expected, "kind {kind}: {o:?}");
+    }
+    let accepted = threads * 2;
+    assert_eq!(t.count("SELECT count(*) FROM task") as usize, 2 + accepted);
+    assert_eq!(
+        t.count("SELECT count(*) FROM service") as usize,
+        2 + accepted
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM customer") as usize,
+        2 + accepted
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM command") as usize,
+        2 + accepted
+    );
+    assert_eq!(t.count("SELECT count(*) FROM ont") as usize, 1 + threads);
+    assert_eq!(
+        t.count("SELECT count(*) FROM port WHERE service_id IS NOT NULL") as usize,
+        1 + threads
+    );
+    assert_eq!(t.count("SELECT count(*) FROM service WHERE user_name LIKE 'mix-%-2@x' OR user_name LIKE 'mix-%-3@x' OR user_name LIKE 'mix-%-6@x'"), 0);
+    let pre = t.view("pre-a@x", "ADSL");
+    assert_eq!(
+        (pre.port.as_str(), pre.speed.as_str()),
+        ("EX01-D1/0/1/0", "16384"),
+        "refused Modifies changed nothing"
+    );
+    assert_eq!(
+        t.ont_place("HWTC0000AAAA").unwrap().2.as_deref(),
+        Some("pre-f@x")
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM service WHERE service_type = 'IPTV'"),
+        0
     );
 }

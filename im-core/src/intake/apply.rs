@@ -1148,7 +1148,11 @@ fn modify_ftth(ctx: &mut Ctx<'_>, v: &ValidItem) -> StoreResult<ItemOutcome> {
                     .compound_by_id(id)?
                     .map(|c| c.code)
                     .unwrap_or_default(),
-                None => String::new(),
+                // No compound to move within: a missing service is the answer.
+                None => {
+                    tri!(active_service(ctx, v, ServiceType::Ftth));
+                    String::new()
+                }
             },
         };
         let sn = v.ont_sn.clone().unwrap_or_default();

@@ -90,28 +90,28 @@ pub fn prepare(form: &Form, account: &str, secrets: &Secrets) -> Result<Prepared
     } else {
         None
     };
-    let mut heads = Vec::with_capacity(form.items.len());
-    let mut items = Vec::with_capacity(form.items.len());
-    for (i, it) in form.items.iter().enumerate() {
-        let (head, r) = validate::check_item(i + 1, it, secrets);
+    let merged: Vec<ItemFields> = form
+        .items
+        .iter()
+        .map(|it| ItemFields::merge(it.fields.iter().chain(&it.attrs)))
+        .collect();
+    let fingerprint = fingerprint_of(form.get("popid"), &merged, secrets);
+    let mut heads = Vec::with_capacity(merged.len());
+    let mut items = Vec::with_capacity(merged.len());
+    let mut all_query = !merged.is_empty();
+    for (i, fields) in merged.into_iter().enumerate() {
+        all_query &= OperType::parse(fields.get("opertype")) == Some(OperType::Query);
+        let (head, r) = validate::check_fields(i + 1, fields, secrets);
         heads.push(head);
         items.push(r);
     }
-    let all_query = !form.items.is_empty()
-        && items.iter().zip(&form.items).all(|(r, it)| match r {
-            Ok(v) => v.op == OperType::Query,
-            Err(_) => {
-                let f = ItemFields::merge(it.fields.iter().chain(&it.attrs));
-                OperType::parse(f.get("opertype")) == Some(OperType::Query)
-            }
-        });
     Ok(PreparedCall {
         flow_id: flow_id.to_string(),
         account: account.to_string(),
         popid,
         deferred,
         heads,
-        fingerprint: fingerprint(form, secrets),
+        fingerprint,
         request_json: stored_request(form, secrets),
         items,
         all_query,
@@ -121,15 +121,23 @@ pub fn prepare(form: &Form, account: &str, secrets: &Secrets) -> Result<Prepared
 /// The content fingerprint: `popid` and each item's non-empty fields by
 /// canonical name (order and attrList shape do not matter), keyed-hashed.
 pub fn fingerprint(form: &Form, secrets: &Secrets) -> [u8; 32] {
-    let mut buf = Vec::with_capacity(256);
+    let merged: Vec<ItemFields> = form
+        .items
+        .iter()
+        .map(|it| ItemFields::merge(it.fields.iter().chain(&it.attrs)))
+        .collect();
+    fingerprint_of(form.get("popid"), &merged, secrets)
+}
+
+fn fingerprint_of(popid: &str, items: &[ItemFields], secrets: &Secrets) -> [u8; 32] {
+    let mut buf = Vec::with_capacity(512);
     let mut put = |s: &str| {
         buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
         buf.extend_from_slice(s.as_bytes());
     };
-    put(form.get("popid"));
-    for it in &form.items {
+    put(popid);
+    for f in items {
         put("\u{1}item");
-        let f = ItemFields::merge(it.fields.iter().chain(&it.attrs));
         for (key, _, value) in f.non_empty() {
             put(key);
             put(value);

@@ -6,7 +6,6 @@ use super::formats::{
     MAX_TEXT, is_ipv4, is_mask, parse_index, parse_ont_sn, parse_speed, parse_vlan,
 };
 use crate::ErrorCode;
-use crate::form::FormItem;
 use crate::model::{CoverType, OperType, ServiceType};
 use crate::secrets::Secrets;
 
@@ -79,13 +78,12 @@ pub struct ItemHead {
     pub user_name: String,
 }
 
-/// Merges and checks one item.
-pub fn check_item(
+/// Checks one item, given its merged fields.
+pub fn check_fields(
     seq: usize,
-    item: &FormItem,
+    fields: ItemFields,
     secrets: &Secrets,
 ) -> (ItemHead, Result<ValidItem, ItemFailure>) {
-    let fields = ItemFields::merge(item.fields.iter().chain(item.attrs.iter()));
     let op_raw = fields.get("opertype");
     let st_raw = fields.get("serviceType");
     let ct_raw = fields.get("coverType");
@@ -209,6 +207,7 @@ fn check(
             ));
         }
         if given == 3
+            && op == OperType::Install
             && fields.get("Dslamname").is_empty()
             && fields.get("DSLAM").is_empty()
             && fields.get("DslamIP").is_empty()
@@ -242,8 +241,17 @@ fn check(
             format!("{name} is given twice with different values"),
         ));
     }
+    // Unknown fields and fields that do not apply are kept but not judged
+    // (the form limits bound them).
     for (_, shown, value) in fields.non_empty() {
-        if value.chars().count() > MAX_TEXT {
+        let judged_here = match crate::intake::contract_name(shown) {
+            Some(name) => {
+                judged && applies_here(name)
+                    || matches!(name, "UserName" | "opertype" | "coverType" | "serviceType")
+            }
+            None => false,
+        };
+        if judged_here && value.chars().count() > MAX_TEXT {
             return Err(ItemFailure::new(
                 InvalidValue,
                 format!("{shown} is longer than {MAX_TEXT} characters"),

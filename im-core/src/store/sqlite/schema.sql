@@ -40,9 +40,12 @@ CREATE TABLE port (
   id INTEGER PRIMARY KEY, dslam_id INTEGER NOT NULL REFERENCES dslam(id),
   frame INTEGER NOT NULL, slot INTEGER NOT NULL, port INTEGER NOT NULL,
   state TEXT NOT NULL CHECK (state IN ('AVAILABLE','OCCUPIED','FAULTY')),
-  service_id INTEGER UNIQUE REFERENCES service(id),
+  service_id INTEGER REFERENCES service(id),
   removed INTEGER NOT NULL DEFAULT 0, updated TEXT NOT NULL,
   UNIQUE (dslam_id, frame, slot, port)) STRICT;
+-- one holder per port and one port per service; partial, so free ports cost
+-- no index entry and taking a port appends rather than rewrites
+CREATE UNIQUE INDEX port_holder ON port (service_id) WHERE service_id IS NOT NULL;
 -- the free ports of a DSLAM in pick order: the hot query of ADSL Install
 CREATE INDEX port_free ON port (dslam_id, frame, slot, port)
   WHERE service_id IS NULL AND state = 'AVAILABLE' AND removed = 0;
@@ -72,10 +75,11 @@ CREATE TABLE ont (
   pon_port_id INTEGER NOT NULL REFERENCES pon_port(id), ont_id INTEGER NOT NULL CHECK (ont_id >= 0),
   model TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ('AVAILABLE','OCCUPIED','FAULTY')),
   origin TEXT NOT NULL CHECK (origin IN ('SOURCE','OM')),
-  service_id INTEGER UNIQUE REFERENCES service(id),
+  service_id INTEGER REFERENCES service(id),
   removed INTEGER NOT NULL DEFAULT 0, created TEXT NOT NULL, updated TEXT NOT NULL) STRICT;
 -- one ONT per (PON port, ONT id) among those in place
 CREATE UNIQUE INDEX ont_place ON ont (pon_port_id, ont_id) WHERE removed = 0;
+CREATE UNIQUE INDEX ont_holder ON ont (service_id) WHERE service_id IS NOT NULL;
 CREATE TABLE vlan (
   id INTEGER PRIMARY KEY, olt_id INTEGER NOT NULL REFERENCES olt(id),
   vlan_id INTEGER NOT NULL CHECK (vlan_id BETWEEN 1 AND 4094),
