@@ -10,6 +10,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use im_benches::install_adsl;
 use im_core::demo::{DemoSpec, inventory};
+use im_core::secrets::Secrets;
 use im_core::{CoreConfig, ErrorCode, Im, Synchronous};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,12 +37,34 @@ fn open_core(dir: &std::path::Path, spec: &DemoSpec) -> Im {
     im
 }
 
-/// The writes of one accepted Install ADSL, as plain SQL on one connection.
-fn raw_install(c: &Connection, n: u64, exchanges: u32) -> rusqlite::Result<()> {
+/// The writes of one accepted Install ADSL, as plain SQL on one connection,
+/// with the same payloads the core stores (the request with its protected
+/// values encrypted, the content fingerprint, the service's fields), but
+/// none of its checks.
+fn raw_install(c: &Connection, n: u64, exchanges: u32, secrets: &Secrets) -> rusqlite::Result<()> {
+    let form = install_adsl(n, exchanges);
+    let request = im_core::intake::stored_request(&form, secrets);
+    let fingerprint = im_core::intake::fingerprint(&form, secrets);
+    let password = secrets.encrypt("pppoe-secret");
+    let mobile = secrets.encrypt("01001234567");
+    let fields: std::collections::BTreeMap<String, String> = form.items[0]
+        .fields
+        .iter()
+        .chain(&form.items[0].attrs)
+        .filter(|f| !im_core::intake::is_protected(&f.name))
+        .map(|f| (im_core::names::canonical(&f.name), f.value.clone()))
+        .collect();
+    let fields = serde_json::to_string(&fields).unwrap_or_default();
     let ex = (n % u64::from(exchanges)) + 1;
-    let popid = format!("196{ex:02}");
-    let user = format!("raw{n}@tedata.net.eg");
+    let popid = form.get("popid").to_string();
+    let user = form.items[0]
+        .fields
+        .iter()
+        .find(|f| f.name == "UserName")
+        .map(|f| f.value.clone())
+        .unwrap_or_default();
     let at = "2026-12-04T00:00:00Z";
+    let _ = ex;
     let ex_id: i64 = c
         .prepare_cached("SELECT id FROM exchange WHERE popid = ?1 AND removed = 0")?
         .query_row([&popid], |r| r.get(0))?;
@@ -65,20 +88,20 @@ fn raw_install(c: &Connection, n: u64, exchanges: u32) -> rusqlite::Result<()> {
         .query_row([&user], |r| r.get(0))
         .optional()?;
     let cust: i64 = c
-        .prepare_cached("INSERT INTO customer (account_number, name, created, updated) VALUES (?1, 'Ahmed Hassan', ?2, ?2) ON CONFLICT (account_number) DO UPDATE SET updated = ?2 RETURNING id")?
-        .query_row(params![format!("R{n}"), at], |r| r.get(0))?;
+        .prepare_cached("INSERT INTO customer (account_number, name, mobile_enc, created, updated) VALUES (?1, 'Ahmed Hassan', ?3, ?2, ?2) ON CONFLICT (account_number) DO UPDATE SET updated = ?2 RETURNING id")?
+        .query_row(params![format!("R{n}"), at, mobile], |r| r.get(0))?;
     let svc: i64 = c
-        .prepare_cached("INSERT INTO service (user_name, service_type, cover_type, state, customer_id, popid, exchange_id, speed_kbps, fields, created, updated) VALUES (?1, 'ADSL', 'ADSL', 'ACTIVE', ?2, ?3, ?4, 16384, '{}', ?5, ?5) RETURNING id")?
-        .query_row(params![user, cust, popid, ex_id, at], |r| r.get(0))?;
+        .prepare_cached("INSERT INTO service (user_name, service_type, cover_type, state, customer_id, popid, exchange_id, speed_kbps, password_enc, fields, created, updated) VALUES (?1, 'ADSL', 'ADSL', 'ACTIVE', ?2, ?3, ?4, 16384, ?6, ?7, ?5, ?5) RETURNING id")?
+        .query_row(params![user, cust, popid, ex_id, at, password, fields], |r| r.get(0))?;
     c.prepare_cached(
         "UPDATE port SET service_id = ?2, updated = ?3 WHERE id = ?1 AND service_id IS NULL",
     )?
     .execute(params![port, svc, at])?;
-    let task_no = format!("RS{n:010}");
+    let task_no = format!("WS20261204{n:06}");
     let task: i64 = c
-        .prepare_cached("INSERT INTO task (task_no, flow_id, fingerprint, popid, state, request, items, account, created, updated) VALUES (?1, ?2, x'00', ?3, 'RECEIVED', '{}', '[]', 'OM', ?4, ?4) RETURNING id")?
-        .query_row(params![task_no, format!("R{n}"), popid, at], |r| r.get(0))?;
-    c.prepare_cached("INSERT INTO command (cmd_id, task_id, seq, service_id, type, service_type, params, state, created, updated) VALUES (?1, ?2, 1, ?3, 'ACTIVATE', 'ADSL', '[]', 'PENDING', ?4, ?4)")?
+        .prepare_cached("INSERT INTO task (task_no, flow_id, fingerprint, popid, state, request, items, account, created, updated) VALUES (?1, ?2, ?5, ?3, 'RECEIVED', ?6, '[{\"seq\":1,\"opertype\":\"Install\",\"serviceType\":\"ADSL\",\"state\":\"ACTIVE\"}]', 'OM', ?4, ?4) RETURNING id")?
+        .query_row(params![task_no, format!("R{n}"), popid, at, fingerprint.as_slice(), request], |r| r.get(0))?;
+    c.prepare_cached("INSERT INTO command (cmd_id, task_id, seq, service_id, type, service_type, params, state, created, updated) VALUES (?1, ?2, 1, ?3, 'ACTIVATE', 'ADSL', '[[\"UserName\",\"x\"],[\"port\",\"EX01-D1/0/1/0\"],[\"dslamIp\",\"10.1.0.1\"],[\"speed\",\"16384\"]]', 'PENDING', ?4, ?4)")?
         .execute(params![format!("CMD-{task_no}-1"), task, svc, at])?;
     Ok(())
 }
@@ -145,6 +168,7 @@ fn bench(c: &mut Criterion) {
     let raw_dir = dir.path().join("raw");
     open_core(&raw_dir, &spec).close();
     let conn = raw_conn(&raw_dir.join("im.db"));
+    let secrets = Secrets::from_key([7; 32]);
     let raw_next = AtomicU64::new(0);
     group.bench_function("baseline_txn_per_order", |b| {
         b.iter_custom(|iters| {
@@ -152,7 +176,7 @@ fn bench(c: &mut Criterion) {
             for _ in 0..iters {
                 let n = raw_next.fetch_add(1, Ordering::Relaxed);
                 let tx = conn.unchecked_transaction().expect("begin");
-                raw_install(&tx, n, exchanges).expect("install");
+                raw_install(&tx, n, exchanges, &secrets).expect("install");
                 tx.commit().expect("commit");
             }
             start.elapsed()
@@ -164,7 +188,7 @@ fn bench(c: &mut Criterion) {
             let tx = conn.unchecked_transaction().expect("begin");
             for _ in 0..iters {
                 let n = raw_next.fetch_add(1, Ordering::Relaxed);
-                raw_install(&tx, n, exchanges).expect("install");
+                raw_install(&tx, n, exchanges, &secrets).expect("install");
             }
             tx.commit().expect("commit");
             start.elapsed()

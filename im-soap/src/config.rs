@@ -1,0 +1,524 @@
+//! The server's configuration: a TOML file, every setting optional.
+//!
+//! ```
+//! let cfg = im_soap::ServerConfig::from_toml_str(r#"
+//! listen = "0.0.0.0:9090"
+//! response_element = "EgyptWorkSheetAllReturn"
+//! body_limit = 2097152
+//! header_read_timeout = "5s"
+//! [store]
+//! synchronous = "normal"
+//! "#).unwrap();
+//! assert_eq!(cfg.listen.port(), 9090);
+//! assert_eq!(cfg.header_read_timeout.get(), std::time::Duration::from_secs(5));
+//! assert_eq!(cfg.key_file(), std::path::PathBuf::from("./data/im.key"));
+//! ```
+
+use crate::result_xml::ReturnElement;
+use crate::xml::XmlLimits;
+use im_core::{CoreConfig, Synchronous};
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Errors of reading a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or a setting is unknown or invalid.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file (or `<string>`).
+        path: String,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+}
+
+/// A duration written in the TOML file as `"250ms"`, `"10s"`, `"2m"`,
+/// `"1h"`, or as a bare integer number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    /// The duration.
+    pub const fn get(self) -> Duration {
+        self.0
+    }
+
+    /// Parses `"250ms"`, `"10s"`, `"2m"`, `"1h"` or `"10"` (seconds).
+    pub fn parse(s: &str) -> Option<HumanDuration> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num.parse().ok()?;
+        let d = match unit.trim() {
+            "" | "s" => Duration::from_secs(n),
+            "ms" => Duration::from_millis(n),
+            "m" => Duration::from_secs(n.checked_mul(60)?),
+            "h" => Duration::from_secs(n.checked_mul(3600)?),
+            _ => return None,
+        };
+        Some(HumanDuration(d))
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms.is_multiple_of(1000) {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(n) => Ok(HumanDuration(Duration::from_secs(n))),
+            Raw::Text(s) => HumanDuration::parse(&s).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {s:?} (use e.g. \"500ms\", \"10s\", \"2m\")"
+                ))
+            }),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Request size and XML shape limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body in bytes (413 beyond).
+    pub body_bytes: usize,
+    /// Limits on the SOAP envelope (a `Client` Fault beyond).
+    pub envelope: XmlLimits,
+    /// Limits on the form document (-1001 beyond).
+    pub form: XmlLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            body_bytes: 1024 * 1024,
+            envelope: XmlLimits {
+                max_depth: 16,
+                max_nodes: 10_000,
+                max_attributes: 64,
+                max_attribute_len: 8 * 1024,
+            },
+            form: XmlLimits {
+                max_depth: 32,
+                max_nodes: 50_000,
+                max_attributes: 64,
+                max_attribute_len: 8 * 1024,
+            },
+        }
+    }
+}
+
+/// The `[limits]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Deepest element nesting of the envelope. Default 16.
+    pub envelope_depth: usize,
+    /// Most XML nodes in the envelope. Default 10000.
+    pub envelope_nodes: u32,
+    /// Deepest element nesting of the form. Default 32.
+    pub form_depth: usize,
+    /// Most XML nodes in the form. Default 50000.
+    pub form_nodes: u32,
+    /// Most attributes on one element (both documents). Default 64.
+    pub attributes_per_element: usize,
+    /// Longest attribute value in bytes (both documents). Default 8192.
+    pub attribute_bytes: usize,
+    /// Largest request head (request line and headers) in bytes. Default 65536.
+    pub header_bytes: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> LimitSettings {
+        let d = Limits::default();
+        LimitSettings {
+            envelope_depth: d.envelope.max_depth,
+            envelope_nodes: d.envelope.max_nodes,
+            form_depth: d.form.max_depth,
+            form_nodes: d.form.max_nodes,
+            attributes_per_element: d.envelope.max_attributes,
+            attribute_bytes: d.envelope.max_attribute_len,
+            header_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// The `[store]` table: settings of the embedded core.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// `full` (default), `normal` or `off`.
+    pub synchronous: Synchronous,
+    /// Work orders that may wait for the writer. Default 8192.
+    pub queue_capacity: usize,
+    /// Most work orders in one transaction. Default 1024.
+    pub max_batch: usize,
+    /// How long a queued call waits for the writer before -9999. Default 10 s.
+    pub queue_timeout: HumanDuration,
+    /// How long a verified OM credential is trusted. Default 300 s.
+    pub credential_cache_ttl: HumanDuration,
+    /// Read-only connections. Default 4.
+    pub read_connections: usize,
+}
+
+impl Default for StoreSettings {
+    fn default() -> StoreSettings {
+        let c = CoreConfig::new("im.db");
+        StoreSettings {
+            synchronous: c.synchronous,
+            queue_capacity: c.queue_capacity,
+            max_batch: c.max_batch,
+            queue_timeout: HumanDuration(c.queue_timeout),
+            credential_cache_ttl: HumanDuration(c.credential_cache_ttl),
+            read_connections: c.read_connections,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+/// Everything the SOAP server reads from its TOML file. Every key is
+/// optional; see `docs/configuration.md` for each one.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port to listen on. Default `127.0.0.1:8080`.
+    #[serde(deserialize_with = "de_socket_addr")]
+    pub listen: SocketAddr,
+    /// The URL clients reach the server at (used as the WSDL's address);
+    /// default: from each request's `Host` header.
+    pub public_url: Option<String>,
+    /// `out` (default) or `EgyptWorkSheetAllReturn`.
+    pub response_element: ReturnElement,
+    /// SQLite database file. Default `./data/im.db`.
+    pub database: PathBuf,
+    /// Key file for values encrypted at rest. Default: the database path
+    /// with the extension `key`.
+    pub key_file: Option<PathBuf>,
+    /// Directory of retry-policy files (`om.toml`, `am.toml`, …); default:
+    /// built-in policies.
+    pub retry_policy_dir: Option<PathBuf>,
+    /// Load the demo inventory and demo OM account into an empty database.
+    /// Default `true`.
+    pub demo_data: bool,
+    /// Size of the demo inventory in DSLAM ports (grown by adding
+    /// exchanges; see `im_core::demo::DemoSpec::with_ports`). Default 20480,
+    /// the small hand-testing set.
+    pub demo_ports: u64,
+    /// Largest request body in bytes. Default 1048576 (1 MiB).
+    pub body_limit: usize,
+    /// Time allowed to send the request head (also the keep-alive idle
+    /// time). Default 10 s.
+    pub header_read_timeout: HumanDuration,
+    /// Time allowed to send the whole request body. Default 30 s.
+    pub body_timeout: HumanDuration,
+    /// Most open connections; further clients wait in the listen backlog.
+    /// Default 1024.
+    pub max_connections: usize,
+    /// On shutdown, how long in-flight calls may take to finish. Default 30 s.
+    pub drain_timeout: HumanDuration,
+    /// `text` (default) or `json`.
+    pub log_format: LogFormat,
+    /// Log filter (`info`, `warn`, `im_soap=debug,info`, …); `RUST_LOG`
+    /// wins when set. Default `info`.
+    pub log_level: String,
+    /// XML and header limits.
+    pub limits: LimitSettings,
+    /// Core (storage) settings.
+    pub store: StoreSettings,
+}
+
+fn de_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    s.trim().parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "invalid listen address {s:?} (use e.g. \"127.0.0.1:8080\" or \"[::]:8080\")"
+        ))
+    })
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: default_listen(),
+            public_url: None,
+            response_element: ReturnElement::Out,
+            database: PathBuf::from("./data/im.db"),
+            key_file: None,
+            retry_policy_dir: None,
+            demo_data: true,
+            demo_ports: 20_480,
+            body_limit: Limits::default().body_bytes,
+            header_read_timeout: HumanDuration(Duration::from_secs(10)),
+            body_timeout: HumanDuration(Duration::from_secs(30)),
+            max_connections: 1024,
+            drain_timeout: HumanDuration(Duration::from_secs(30)),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            limits: LimitSettings::default(),
+            store: StoreSettings::default(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Parses a configuration from TOML text.
+    pub fn from_toml_str(text: &str) -> Result<ServerConfig, ConfigError> {
+        Self::parse(text, "<string>")
+    }
+
+    /// Reads a configuration file.
+    pub fn load(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    fn parse(text: &str, path: &str) -> Result<ServerConfig, ConfigError> {
+        let cfg: ServerConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_string(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Checks values that TOML types alone do not bound.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("body_limit", self.body_limit),
+            ("max_connections", self.max_connections),
+            (
+                "demo_ports",
+                usize::try_from(self.demo_ports).unwrap_or(usize::MAX),
+            ),
+            ("limits.envelope_depth", self.limits.envelope_depth),
+            ("limits.form_depth", self.limits.form_depth),
+            (
+                "limits.attributes_per_element",
+                self.limits.attributes_per_element,
+            ),
+            ("limits.attribute_bytes", self.limits.attribute_bytes),
+            ("store.queue_capacity", self.store.queue_capacity),
+            ("store.max_batch", self.store.max_batch),
+            ("store.read_connections", self.store.read_connections),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(format!("{name} must be greater than 0"));
+            }
+        }
+        if self.limits.envelope_nodes == 0 || self.limits.form_nodes == 0 {
+            return Err(
+                "limits.envelope_nodes and limits.form_nodes must be greater than 0".into(),
+            );
+        }
+        if self.limits.header_bytes < 8192 {
+            return Err("limits.header_bytes must be at least 8192".into());
+        }
+        for (name, d) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_timeout", self.body_timeout),
+        ] {
+            if d.get().is_zero() {
+                return Err(format!("{name} must be greater than 0"));
+            }
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(format!(
+                "public_url {url:?} must start with http:// or https://"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The key file: the configured one, or the database path with the
+    /// extension `key`.
+    pub fn key_file(&self) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| self.database.with_extension("key"))
+    }
+
+    /// The request limits these settings describe.
+    pub fn limits(&self) -> Limits {
+        let l = &self.limits;
+        Limits {
+            body_bytes: self.body_limit,
+            envelope: XmlLimits {
+                max_depth: l.envelope_depth,
+                max_nodes: l.envelope_nodes,
+                max_attributes: l.attributes_per_element,
+                max_attribute_len: l.attribute_bytes,
+            },
+            form: XmlLimits {
+                max_depth: l.form_depth,
+                max_nodes: l.form_nodes,
+                max_attributes: l.attributes_per_element,
+                max_attribute_len: l.attribute_bytes,
+            },
+        }
+    }
+
+    /// The core's settings these settings describe.
+    pub fn core_config(&self) -> CoreConfig {
+        let mut c = CoreConfig::new(self.database.clone());
+        c.key_file = self.key_file();
+        c.synchronous = self.store.synchronous;
+        c.queue_capacity = self.store.queue_capacity;
+        c.max_batch = self.store.max_batch;
+        c.queue_timeout = self.store.queue_timeout.get();
+        c.credential_cache_ttl = self.store.credential_cache_ttl.get();
+        c.read_connections = self.store.read_connections;
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = ServerConfig::from_toml_str("").expect("empty is fine");
+        assert_eq!(c, ServerConfig::default());
+        assert_eq!(c.listen, default_listen());
+        assert_eq!(c.body_limit, 1024 * 1024);
+        assert_eq!(c.response_element, ReturnElement::Out);
+        assert_eq!(c.key_file(), PathBuf::from("./data/im.key"));
+        assert_eq!(c.limits(), Limits::default());
+        let core = c.core_config();
+        assert_eq!(core.db_path, PathBuf::from("./data/im.db"));
+        assert_eq!(core.synchronous, Synchronous::Full);
+    }
+
+    #[test]
+    fn every_key() {
+        let c = ServerConfig::from_toml_str(
+            r#"
+            listen = "[::1]:9000"
+            public_url = "https://im.example.net"
+            response_element = "EgyptWorkSheetAllReturn"
+            database = "/var/lib/im/im.db"
+            key_file = "/etc/im/im.key"
+            retry_policy_dir = "/etc/im/retry"
+            demo_data = false
+            demo_ports = 100000
+            body_limit = 65536
+            header_read_timeout = "500ms"
+            body_timeout = 20
+            max_connections = 64
+            drain_timeout = "1m"
+            log_format = "json"
+            log_level = "warn"
+            [limits]
+            envelope_depth = 8
+            envelope_nodes = 100
+            form_depth = 10
+            form_nodes = 1000
+            attributes_per_element = 16
+            attribute_bytes = 1024
+            header_bytes = 16384
+            [store]
+            synchronous = "normal"
+            queue_capacity = 10
+            max_batch = 5
+            queue_timeout = "2s"
+            credential_cache_ttl = "1h"
+            read_connections = 2
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(c.response_element, ReturnElement::AxisReturn);
+        assert_eq!(c.header_read_timeout.get(), Duration::from_millis(500));
+        assert_eq!(c.body_timeout.get(), Duration::from_secs(20));
+        assert_eq!(c.drain_timeout.get(), Duration::from_secs(60));
+        assert_eq!(c.key_file(), PathBuf::from("/etc/im/im.key"));
+        assert_eq!(c.limits().form.max_nodes, 1000);
+        assert_eq!(c.log_format, LogFormat::Json);
+        let core = c.core_config();
+        assert_eq!(core.synchronous, Synchronous::Normal);
+        assert_eq!(core.credential_cache_ttl, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        for (text, needle) in [
+            ("listne = \"x\"", "listne"),
+            ("listen = \"nowhere\"", "listen"),
+            ("response_element = \"return\"", "response_element"),
+            ("body_timeout = \"10 parsecs\"", "invalid duration"),
+            ("body_limit = 0", "body_limit"),
+            ("public_url = \"im.example\"", "public_url"),
+            ("[store]\nsynchronous = \"sometimes\"", "synchronous"),
+        ] {
+            let e = ServerConfig::from_toml_str(text)
+                .expect_err(text)
+                .to_string();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            HumanDuration::parse("250ms").map(HumanDuration::get),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            HumanDuration::parse("3").map(HumanDuration::get),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(HumanDuration::parse("x"), None);
+        assert_eq!(HumanDuration::parse(""), None);
+        assert_eq!(
+            HumanDuration(Duration::from_millis(1500)).to_string(),
+            "1500ms"
+        );
+    }
+}

@@ -1,0 +1,324 @@
+//! Small XML helpers shared by every wire format of this crate: escaping
+//! (with every non-ASCII character as a numeric character reference), CDATA
+//! wrapping with `]]>` splitting, and the structural limits checked after a
+//! parse (depth, attributes per element, attribute length).
+
+use roxmltree::Node;
+
+/// Limits on one XML document, checked during and after parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XmlLimits {
+    /// Deepest element nesting allowed (the root is depth 1).
+    pub max_depth: usize,
+    /// Most nodes (elements, text, comments, …) roxmltree may create.
+    pub max_nodes: u32,
+    /// Most attributes (namespace declarations included) on one element.
+    pub max_attributes: usize,
+    /// Longest attribute value, in bytes.
+    pub max_attribute_len: usize,
+}
+
+/// Why a document broke one of its [`XmlLimits`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// Nesting deeper than allowed.
+    #[error("element nesting deeper than {0}")]
+    Depth(usize),
+    /// Too many nodes.
+    #[error("more than {0} XML nodes")]
+    Nodes(u32),
+    /// Too many attributes on one element.
+    #[error("more than {0} attributes on one element")]
+    Attributes(usize),
+    /// An attribute value too long.
+    #[error("an attribute value longer than {0} bytes")]
+    AttributeLen(usize),
+}
+
+/// Parses `text` with DTDs refused (roxmltree's default, kept on purpose)
+/// and the node limit of `limits`, then checks depth and attributes.
+pub(crate) fn parse_limited<'a>(
+    text: &'a str,
+    limits: &XmlLimits,
+) -> Result<roxmltree::Document<'a>, ParseFailure> {
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: limits.max_nodes,
+        ..roxmltree::ParsingOptions::default()
+    };
+    let doc = match roxmltree::Document::parse_with_options(text, options) {
+        Ok(doc) => doc,
+        Err(roxmltree::Error::DtdDetected) => return Err(ParseFailure::Dtd),
+        Err(roxmltree::Error::NodesLimitReached) => {
+            return Err(ParseFailure::Limit(LimitError::Nodes(limits.max_nodes)));
+        }
+        Err(e) => return Err(ParseFailure::Syntax(e.to_string())),
+    };
+    check_shape(doc.root_element(), limits).map_err(ParseFailure::Limit)?;
+    Ok(doc)
+}
+
+/// Why a document could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ParseFailure {
+    /// A document type declaration was present.
+    Dtd,
+    /// Over one of the limits.
+    Limit(LimitError),
+    /// Not well-formed XML (roxmltree's message, with a position).
+    Syntax(String),
+}
+
+/// Walks the element tree iteratively (no recursion: hostile depth cannot
+/// overflow the stack) and checks depth and attributes.
+fn check_shape(root: Node<'_, '_>, limits: &XmlLimits) -> Result<(), LimitError> {
+    let mut stack = vec![(root, 1usize)];
+    while let Some((node, depth)) = stack.pop() {
+        if depth > limits.max_depth {
+            return Err(LimitError::Depth(limits.max_depth));
+        }
+        let attrs = node.attributes();
+        if attrs.len() + node.namespaces().len() > limits.max_attributes {
+            return Err(LimitError::Attributes(limits.max_attributes));
+        }
+        if attrs
+            .clone()
+            .any(|a| a.value().len() > limits.max_attribute_len)
+        {
+            return Err(LimitError::AttributeLen(limits.max_attribute_len));
+        }
+        for child in node.children().filter(Node::is_element) {
+            stack.push((child, depth + 1));
+        }
+    }
+    Ok(())
+}
+
+/// The concatenated text children of `node` (CDATA sections, escaped text
+/// and character references all end up here, decoded).
+pub(crate) fn text_of(node: Node<'_, '_>) -> String {
+    let mut out = String::new();
+    for child in node.children().filter(Node::is_text) {
+        if let Some(t) = child.text() {
+            out.push_str(t);
+        }
+    }
+    out
+}
+
+/// The first child element of `node`.
+pub(crate) fn first_element<'a, 'i>(node: Node<'a, 'i>) -> Option<Node<'a, 'i>> {
+    node.children().find(Node::is_element)
+}
+
+/// Whether `c` may appear in an XML 1.0 document.
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+fn push_ncr(out: &mut String, c: char) {
+    use std::fmt::Write as _;
+    // Writing to a String cannot fail.
+    let _ = write!(out, "&#{};", u32::from(c));
+}
+
+/// Appends `s` as XML character data: `&`, `<`, `>` escaped, every
+/// non-ASCII character written as a decimal numeric character reference
+/// (one per code point), characters XML forbids written as U+FFFD.
+pub(crate) fn push_text_ascii(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c if !is_xml_char(c) => push_ncr(out, '\u{FFFD}'),
+            c if c.is_ascii() => out.push(c),
+            c => push_ncr(out, c),
+        }
+    }
+}
+
+/// Appends `s` as a double-quoted attribute value: `&`, `<`, `"` and
+/// white-space controls escaped, non-ASCII as numeric character references.
+/// `>` is left as is (legal in attribute values).
+pub(crate) fn push_attr_ascii(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '"' => out.push_str("&quot;"),
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            c if !is_xml_char(c) => push_ncr(out, '\u{FFFD}'),
+            c if c.is_ascii() => out.push(c),
+            c => push_ncr(out, c),
+        }
+    }
+}
+
+/// Appends `s` as XML character data keeping non-ASCII characters as they
+/// are (for documents that are encoded afterwards): `&`, `<`, `>` escaped.
+/// Returns `false` if `s` holds a character XML 1.0 cannot carry.
+pub(crate) fn push_text_raw(out: &mut String, s: &str) -> bool {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c if !is_xml_char(c) => return false,
+            c => out.push(c),
+        }
+    }
+    true
+}
+
+/// Like [`push_attr_ascii`] but keeping non-ASCII characters as they are.
+/// Returns `false` if `s` holds a character XML 1.0 cannot carry.
+pub(crate) fn push_attr_raw(out: &mut String, s: &str) -> bool {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '"' => out.push_str("&quot;"),
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            c if !is_xml_char(c) => return false,
+            c => out.push(c),
+        }
+    }
+    true
+}
+
+/// Appends `s` as one or more CDATA sections: every `]]>` in `s` is split
+/// as `]]]]><![CDATA[>`, so the concatenated sections read back as `s`.
+pub(crate) fn push_cdata(out: &mut String, s: &str) {
+    out.push_str("<![CDATA[");
+    let mut rest = s;
+    while let Some(i) = rest.find("]]>") {
+        out.push_str(&rest[..i + 2]);
+        out.push_str("]]><![CDATA[");
+        rest = &rest[i + 2..];
+    }
+    out.push_str(rest);
+    out.push_str("]]>");
+}
+
+/// Whether `name` is usable as an XML element name (ASCII letters, digits,
+/// `_`, `-`, `.`, not starting with a digit, `-` or `.`, not `xml…`).
+pub(crate) fn is_simple_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    (first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !name.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("xml"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> XmlLimits {
+        XmlLimits {
+            max_depth: 4,
+            max_nodes: 50,
+            max_attributes: 3,
+            max_attribute_len: 10,
+        }
+    }
+
+    #[test]
+    fn text_is_ascii_with_ncrs_per_code_point() {
+        let mut s = String::new();
+        push_text_ascii(&mut s, "a<b>&c م 开 😀 \u{1}");
+        assert_eq!(s, "a&lt;b&gt;&amp;c &#1605; &#24320; &#128512; &#65533;");
+        assert!(s.is_ascii());
+    }
+
+    #[test]
+    fn attr_escapes_quotes_and_keeps_gt() {
+        let mut s = String::new();
+        push_attr_ascii(&mut s, "x\"]]>\n");
+        assert_eq!(s, "x&quot;]]>&#10;");
+    }
+
+    #[test]
+    fn raw_writers_refuse_forbidden_chars() {
+        let mut s = String::new();
+        assert!(!push_text_raw(&mut s, "a\u{0}"));
+        assert!(!push_attr_raw(&mut s, "\u{FFFE}"));
+        let mut s = String::new();
+        assert!(push_text_raw(&mut s, "开 & م"));
+        assert_eq!(s, "开 &amp; م");
+    }
+
+    #[test]
+    fn cdata_splits_every_terminator() {
+        for input in ["", "plain", "]]>", "a]]>b]]>c", "]]]]>>", "]]"] {
+            let mut s = String::new();
+            push_cdata(&mut s, input);
+            let doc = format!("<x>{s}</x>");
+            let parsed = roxmltree::Document::parse(&doc).expect("well-formed");
+            assert_eq!(text_of(parsed.root_element()), input, "{doc}");
+        }
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let l = limits();
+        assert!(parse_limited("<a><b><c><d/></c></b></a>", &l).is_ok());
+        assert_eq!(
+            parse_limited("<a><b><c><d><e/></d></c></b></a>", &l).err(),
+            Some(ParseFailure::Limit(LimitError::Depth(4)))
+        );
+        assert_eq!(
+            parse_limited(r#"<a x="1" y="2" z="3" w="4"/>"#, &l).err(),
+            Some(ParseFailure::Limit(LimitError::Attributes(3)))
+        );
+        assert_eq!(
+            parse_limited(r#"<a x="12345678901"/>"#, &l).err(),
+            Some(ParseFailure::Limit(LimitError::AttributeLen(10)))
+        );
+        let many = format!("<a>{}</a>", "<b/>".repeat(60));
+        assert_eq!(
+            parse_limited(&many, &l).err(),
+            Some(ParseFailure::Limit(LimitError::Nodes(50)))
+        );
+        assert_eq!(
+            parse_limited("<!DOCTYPE a []><a/>", &l).err(),
+            Some(ParseFailure::Dtd)
+        );
+        assert!(matches!(
+            parse_limited("<a>", &l).err(),
+            Some(ParseFailure::Syntax(_))
+        ));
+    }
+
+    #[test]
+    fn deep_nesting_does_not_overflow() {
+        let l = XmlLimits {
+            max_depth: 32,
+            max_nodes: 1_000_000,
+            max_attributes: 8,
+            max_attribute_len: 100,
+        };
+        let deep = format!("{}{}", "<a>".repeat(100_000), "</a>".repeat(100_000));
+        assert_eq!(
+            parse_limited(&deep, &l).err(),
+            Some(ParseFailure::Limit(LimitError::Depth(32)))
+        );
+    }
+
+    #[test]
+    fn simple_names() {
+        assert!(is_simple_name("ExchangeID"));
+        assert!(is_simple_name("ont_sn"));
+        assert!(!is_simple_name("ONT SN"));
+        assert!(!is_simple_name("1abc"));
+        assert!(!is_simple_name(""));
+        assert!(!is_simple_name("xmlns"));
+    }
+}
