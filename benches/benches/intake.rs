@@ -31,7 +31,7 @@ fn open_core(dir: &std::path::Path, spec: &DemoSpec) -> Im {
         _ => Synchronous::Full,
     };
     let im = Im::open(cfg).expect("open");
-    im.load_inventory(&inventory(spec)).expect("inventory");
+    im.load_inventory(inventory(spec)).expect("inventory");
     im.set_om_account(im_core::demo::DEMO_OM_USER, im_core::demo::DEMO_OM_PASSWORD)
         .expect("account");
     im
@@ -112,6 +112,7 @@ fn raw_conn(path: &std::path::Path) -> Connection {
     c.pragma_update(None, "synchronous", "FULL").expect("sync");
     c.pragma_update(None, "foreign_keys", true).expect("fk");
     c.pragma_update(None, "cache_size", -65536).expect("cache");
+    c.pragma_update(None, "wal_autocheckpoint", 10_000).expect("checkpoint");
     c.set_prepared_statement_cache_capacity(64);
     c
 }

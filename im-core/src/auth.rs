@@ -7,8 +7,8 @@ use crate::secrets::{Secrets, tags_equal};
 use crate::store::AccountRec;
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use std::collections::HashMap;
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// Hashes a password with Argon2id (OWASP parameters, random salt) into a
@@ -78,11 +78,42 @@ struct Entry {
     epoch: u64,
 }
 
-/// Verified credentials, by lower-cased login, for a limited time.
+/// What the cache knows of a pair of credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cached {
+    /// Verified recently: accept without hashing.
+    Verified,
+    /// Refused recently: refuse without hashing.
+    Denied,
+    /// Not known: verify.
+    Unknown,
+}
+
+/// How long refused credentials are refused without a new hash.
+const DENY_TTL: Duration = Duration::from_secs(60);
+/// Most remembered refused credentials (then they are forgotten).
+const DENY_MAX: usize = 4096;
+/// Most password checks (full hashes) waiting or running at once.
+const MAX_VERIFICATIONS: usize = 16;
+
+/// Verified credentials, by lower-cased login, for a limited time; recently
+/// refused credentials, by keyed tag; and the count of checks in progress.
+/// Holds keyed hashes only, never a password.
 pub(crate) struct CredentialCache {
     ttl: Duration,
     epoch: AtomicU64,
     map: RwLock<HashMap<String, Entry>>,
+    denied: RwLock<HashMap<[u8; 32], (Instant, u64)>>,
+    verifying: Arc<AtomicUsize>,
+}
+
+/// A place among the password checks in progress; freed when dropped.
+pub(crate) struct VerificationSlot(Arc<AtomicUsize>);
+
+impl Drop for VerificationSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl CredentialCache {
@@ -91,6 +122,8 @@ impl CredentialCache {
             ttl,
             epoch: AtomicU64::new(0),
             map: RwLock::new(HashMap::new()),
+            denied: RwLock::new(HashMap::new()),
+            verifying: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -100,21 +133,31 @@ impl CredentialCache {
         self.epoch.load(Ordering::Acquire)
     }
 
-    pub(crate) fn hit(&self, secrets: &Secrets, login: &str, password: &str) -> bool {
-        if self.ttl.is_zero() {
-            return false;
-        }
+    /// What is known of these credentials.
+    pub(crate) fn lookup(&self, secrets: &Secrets, login: &str, password: &str) -> Cached {
         let key = login.to_lowercase();
         let tag = secrets.credential_tag(&key, password);
         let epoch = self.epoch();
-        let Ok(map) = self.map.read() else {
-            return false;
-        };
-        map.get(&key).is_some_and(|e| {
-            e.epoch == epoch && e.expires > Instant::now() && tags_equal(&e.tag, &tag)
-        })
+        let now = Instant::now();
+        if !self.ttl.is_zero()
+            && let Ok(map) = self.map.read()
+            && map
+                .get(&key)
+                .is_some_and(|e| e.epoch == epoch && e.expires > now && tags_equal(&e.tag, &tag))
+        {
+            return Cached::Verified;
+        }
+        if let Ok(denied) = self.denied.read()
+            && denied
+                .get(&tag)
+                .is_some_and(|(until, ep)| *ep == epoch && *until > now)
+        {
+            return Cached::Denied;
+        }
+        Cached::Unknown
     }
 
+    /// Remembers verified credentials until the time-to-live passes.
     pub(crate) fn insert(&self, secrets: &Secrets, login: &str, password: &str, epoch: u64) {
         if self.ttl.is_zero() {
             return;
@@ -140,11 +183,36 @@ impl CredentialCache {
         }
     }
 
-    /// Forgets every verified credential (a password changed).
+    /// Remembers refused credentials for a while.
+    pub(crate) fn deny(&self, secrets: &Secrets, login: &str, password: &str, epoch: u64) {
+        let tag = secrets.credential_tag(&login.to_lowercase(), password);
+        if let Ok(mut denied) = self.denied.write() {
+            if denied.len() >= DENY_MAX {
+                let now = Instant::now();
+                denied.retain(|_, (until, _)| *until > now);
+                if denied.len() >= DENY_MAX {
+                    denied.clear();
+                }
+            }
+            denied.insert(tag, (Instant::now() + DENY_TTL, epoch));
+        }
+    }
+
+    /// A place for one full password check, or `None` when too many run.
+    pub(crate) fn verification_slot(&self) -> Option<VerificationSlot> {
+        let running = self.verifying.fetch_add(1, Ordering::AcqRel);
+        let slot = VerificationSlot(Arc::clone(&self.verifying));
+        (running < MAX_VERIFICATIONS).then_some(slot)
+    }
+
+    /// Forgets every verified and refused credential (a password changed).
     pub(crate) fn clear(&self) {
         if let Ok(mut map) = self.map.write() {
             self.epoch.fetch_add(1, Ordering::AcqRel);
             map.clear();
+        }
+        if let Ok(mut denied) = self.denied.write() {
+            denied.clear();
         }
     }
 }

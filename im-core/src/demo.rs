@@ -426,7 +426,7 @@ pub fn install_if_empty(im: &crate::Im) -> Result<bool, crate::CoreError> {
     if !im.inventory_is_empty()? {
         return Ok(false);
     }
-    im.load_inventory(&inventory(&DemoSpec::default()))?;
+    im.load_inventory(inventory(&DemoSpec::default()))?;
     im.set_om_account(DEMO_OM_USER, DEMO_OM_PASSWORD)?;
     Ok(true)
 }

@@ -89,7 +89,7 @@ struct WriteJob {
 }
 
 enum Admin {
-    LoadInventory(Arc<Inventory>),
+    LoadInventory(Box<Inventory>),
     PutOmAccount { login: String, hash: String },
 }
 
@@ -242,9 +242,24 @@ impl Im {
 
     async fn authenticate(&self, login: &str, password: &str) -> Result<(), Outcome> {
         let inner = &self.inner;
-        if inner.cache.hit(&inner.secrets, login, password) {
-            return Ok(());
+        match inner.cache.lookup(&inner.secrets, login, password) {
+            auth::Cached::Verified => return Ok(()),
+            auth::Cached::Denied => {
+                tracing::warn!(account = %login, "OM authentication failed (repeated credentials)");
+                return Err(Outcome::refused(
+                    ErrorCode::AuthFailed,
+                    "authentication failed",
+                    "",
+                ));
+            }
+            auth::Cached::Unknown => {}
         }
+        // Each check costs a full Argon2 hash: bound how many may wait, so
+        // that a flood of wrong passwords cannot exhaust the server.
+        let Some(_slot) = inner.cache.verification_slot() else {
+            tracing::warn!(account = %login, "too many password checks in progress: answering -9999");
+            return Err(Outcome::internal(""));
+        };
         let epoch = inner.cache.epoch();
         let (l, p) = (login.to_string(), password.to_string());
         let verdict = self
@@ -256,6 +271,7 @@ impl Im {
                 Ok(())
             }
             Ok(Err(denial)) => {
+                inner.cache.deny(&inner.secrets, login, password, epoch);
                 tracing::warn!(account = %login, reason = denial.as_str(), "OM authentication failed");
                 Err(Outcome::refused(
                     ErrorCode::AuthFailed,
@@ -335,8 +351,8 @@ impl Im {
 
     /// Loads inventory rows (upsert by natural key; usage is never touched)
     /// in one transaction.
-    pub fn load_inventory(&self, inventory: &Inventory) -> Result<(), CoreError> {
-        self.admin(Admin::LoadInventory(Arc::new(inventory.clone())))
+    pub fn load_inventory(&self, inventory: Inventory) -> Result<(), CoreError> {
+        self.admin(Admin::LoadInventory(Box::new(inventory)))
     }
 
     /// Whether the inventory holds no exchange yet.

@@ -144,7 +144,7 @@ fn install_demo(im: &Im, ports: u64) -> Result<bool, String> {
         ports = spec.port_count(),
         "generating a large demo inventory"
     );
-    im.load_inventory(&im_core::demo::inventory(&spec))
+    im.load_inventory(im_core::demo::inventory(&spec))
         .map_err(|e| format!("demo data: {e}"))?;
     im.set_om_account(DEMO_OM_USER, DEMO_OM_PASSWORD)
         .map_err(|e| format!("demo data: {e}"))?;
