@@ -1,0 +1,1 @@
+//! The Matrix/eMatrix northbound interface (NBI).
