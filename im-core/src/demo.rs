@@ -243,6 +243,93 @@ fn reserve<T>(v: &mut Vec<T>, n: u64) {
 /// (For exchanges beyond 255, IPs continue as `10.(n mod 256).(2·(n div
 /// 256)).d` and `10.(n mod 256).(2·(n div 256)+1).1`.)
 pub fn inventory(spec: &DemoSpec) -> Inventory {
+    let mut inv = skeleton(spec);
+    reserve(&mut inv.ports, spec.port_count());
+    inv.ports.extend(ports(spec));
+    let per_olt: u64 = VLAN_RANGES
+        .iter()
+        .map(|(a, b, _)| u64::from(*b) - u64::from(*a) + 1)
+        .sum();
+    reserve(&mut inv.vlans, u64::from(spec.exchanges) * per_olt);
+    inv.vlans.extend(vlans(spec));
+    inv
+}
+
+/// The same rows as [`inventory`], in parts of at most about `rows` DSLAM
+/// ports or VLANs each (the first part holds everything else), so that a
+/// large demo inventory can be loaded without holding it all in memory.
+/// Loading the parts in order gives exactly [`inventory`]'s result.
+///
+/// ```
+/// use im_core::demo::{DemoSpec, inventory, inventory_in_parts};
+/// let spec = DemoSpec::default();
+/// let parts: Vec<_> = inventory_in_parts(&spec, 5_000).collect();
+/// assert!(parts.len() > 2);
+/// assert_eq!(parts.iter().map(|p| p.ports.len()).sum::<usize>(), inventory(&spec).ports.len());
+/// ```
+pub fn inventory_in_parts(spec: &DemoSpec, rows: usize) -> impl Iterator<Item = Inventory> {
+    let rows = rows.max(1);
+    let mut ports = ports(spec).peekable();
+    let mut vlans = vlans(spec).peekable();
+    std::iter::once(skeleton(spec)).chain(std::iter::from_fn(move || {
+        if ports.peek().is_some() {
+            Some(Inventory {
+                ports: ports.by_ref().take(rows).collect(),
+                ..Inventory::default()
+            })
+        } else if vlans.peek().is_some() {
+            Some(Inventory {
+                vlans: vlans.by_ref().take(rows).collect(),
+                ..Inventory::default()
+            })
+        } else {
+            None
+        }
+    }))
+}
+
+/// Every DSLAM port of the spec, in (exchange, DSLAM, slot, port) order.
+fn ports(spec: &DemoSpec) -> impl Iterator<Item = Port> + use<> {
+    let spec = spec.clone();
+    (1..=spec.exchanges).flat_map(move |n| {
+        let spec = spec.clone();
+        (1..=spec.dslams_per_exchange).flat_map(move |d| {
+            let name = format!("{}-D{d}", exchange_code(n));
+            let spec = spec.clone();
+            (1..=spec.slots).flat_map(move |slot| {
+                let (name, spec) = (name.clone(), spec.clone());
+                (0..spec.ports_per_slot).map(move |port| Port {
+                    dslam: name.clone(),
+                    frame: 0,
+                    slot,
+                    port,
+                    state: port_state(&spec, slot, port),
+                })
+            })
+        })
+    })
+}
+
+/// Every VLAN of the spec: [`VLAN_RANGES`] on every OLT.
+fn vlans(spec: &DemoSpec) -> impl Iterator<Item = Vlan> + use<> {
+    (1..=spec.exchanges).flat_map(|n| {
+        let olt = format!("OLT{}", num(n));
+        VLAN_RANGES
+            .into_iter()
+            .flat_map(move |(first, last, purpose)| {
+                let olt = olt.clone();
+                (first..=last).map(move |id| Vlan {
+                    olt: olt.clone(),
+                    id,
+                    purpose,
+                    state: SourceState::Available,
+                })
+            })
+    })
+}
+
+/// Every row but the DSLAM ports and the VLANs.
+fn skeleton(spec: &DemoSpec) -> Inventory {
     let mut inv = Inventory::default();
     let exchanges = 1..=spec.exchanges;
 
@@ -287,23 +374,10 @@ pub fn inventory(spec: &DemoSpec) -> Inventory {
         &mut inv.dslams,
         u64::from(spec.exchanges) * u64::from(spec.dslams_per_exchange),
     );
-    reserve(&mut inv.ports, spec.port_count());
     for n in exchanges.clone() {
         for d in 1..=spec.dslams_per_exchange {
-            let name = format!("{}-D{d}", exchange_code(n));
-            for slot in 1..=spec.slots {
-                for port in 0..spec.ports_per_slot {
-                    inv.ports.push(Port {
-                        dslam: name.clone(),
-                        frame: 0,
-                        slot,
-                        port,
-                        state: port_state(spec, slot, port),
-                    });
-                }
-            }
             inv.dslams.push(Dslam {
-                name,
+                name: format!("{}-D{d}", exchange_code(n)),
                 exchange: exchange_code(n),
                 ip: device_ip(n, 0, d),
                 model: DSLAM_MODEL.to_string(),
@@ -384,24 +458,6 @@ pub fn inventory(spec: &DemoSpec) -> Inventory {
         }
     }
 
-    let per_olt: u64 = VLAN_RANGES
-        .iter()
-        .map(|(a, b, _)| u64::from(*b) - u64::from(*a) + 1)
-        .sum();
-    reserve(&mut inv.vlans, u64::from(spec.exchanges) * per_olt);
-    for olt in &inv.olts {
-        for (first, last, purpose) in VLAN_RANGES {
-            for id in first..=last {
-                inv.vlans.push(Vlan {
-                    olt: olt.name.clone(),
-                    id,
-                    purpose,
-                    state: SourceState::Available,
-                });
-            }
-        }
-    }
-
     inv
 }
 
@@ -435,6 +491,32 @@ pub fn install_if_empty(im: &crate::Im) -> Result<bool, crate::CoreError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_add_up_to_the_whole_inventory() {
+        let spec = DemoSpec {
+            exchanges: 3,
+            onts_per_pon: 2,
+            ..DemoSpec::default()
+        };
+        let whole = inventory(&spec);
+        let mut joined = Inventory::default();
+        for p in inventory_in_parts(&spec, 777) {
+            assert!(p.ports.len() <= 777 && p.vlans.len() <= 777);
+            joined.sectors.extend(p.sectors);
+            joined.zones.extend(p.zones);
+            joined.cities.extend(p.cities);
+            joined.exchanges.extend(p.exchanges);
+            joined.dslams.extend(p.dslams);
+            joined.ports.extend(p.ports);
+            joined.olts.extend(p.olts);
+            joined.pon_ports.extend(p.pon_ports);
+            joined.compounds.extend(p.compounds);
+            joined.onts.extend(p.onts);
+            joined.vlans.extend(p.vlans);
+        }
+        assert_eq!(joined, whole);
+    }
     use std::collections::{HashMap, HashSet};
 
     fn default_inv() -> Inventory {

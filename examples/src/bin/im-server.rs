@@ -144,8 +144,11 @@ fn install_demo(im: &Im, ports: u64) -> Result<bool, String> {
         ports = spec.port_count(),
         "generating a large demo inventory"
     );
-    im.load_inventory(im_core::demo::inventory(&spec))
-        .map_err(|e| format!("demo data: {e}"))?;
+    // In parts, so that the server never holds the whole inventory in memory.
+    for part in im_core::demo::inventory_in_parts(&spec, 50_000) {
+        im.load_inventory(part)
+            .map_err(|e| format!("demo data: {e}"))?;
+    }
     im.set_om_account(DEMO_OM_USER, DEMO_OM_PASSWORD)
         .map_err(|e| format!("demo data: {e}"))?;
     Ok(true)
