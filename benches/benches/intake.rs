@@ -75,7 +75,7 @@ fn raw_install(c: &Connection, n: u64, exchanges: u32, secrets: &Secrets) -> rus
     let mut port = None;
     for d in dslams {
         port = c
-            .prepare_cached("SELECT id FROM port INDEXED BY port_free WHERE dslam_id = ?1 AND service_id IS NULL AND state = 'AVAILABLE' AND removed = 0 ORDER BY frame, slot, port LIMIT 1")?
+            .prepare_cached("SELECT id FROM port INDEXED BY port_pick WHERE dslam_id = ?1 AND pickable = 1 ORDER BY frame, slot, port LIMIT 1")?
             .query_row([d], |r| r.get::<_, i64>(0))
             .optional()?;
         if port.is_some() {
@@ -111,8 +111,14 @@ fn raw_conn(path: &std::path::Path) -> Connection {
     c.pragma_update(None, "journal_mode", "WAL").expect("wal");
     c.pragma_update(None, "synchronous", "FULL").expect("sync");
     c.pragma_update(None, "foreign_keys", true).expect("fk");
+    c.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .expect("qpsg");
     c.pragma_update(None, "cache_size", -65536).expect("cache");
-    c.pragma_update(None, "wal_autocheckpoint", 10_000).expect("checkpoint");
+    c.pragma_update(None, "wal_autocheckpoint", 10_000)
+        .expect("checkpoint");
     c.set_prepared_statement_cache_capacity(64);
     c
 }

@@ -10,7 +10,11 @@
 
 use crate::auth::{self, CredentialCache};
 use crate::intake::{self, PreparedCall};
+use crate::lifecycle::{
+    self, Delivery, DueCommand, HistoryEntry, OperatorAction, Recorded, TaskView,
+};
 use crate::model::Inventory;
+use crate::model::TaskState;
 use crate::secrets::Secrets;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{ReadConn, Store, StoreError, WriteConn};
@@ -40,6 +44,9 @@ pub enum CoreError {
     /// The core has been closed.
     #[error("the core is closed")]
     Closed,
+    /// The writer's queue is full; try again later.
+    #[error("the writer is busy; try again")]
+    Busy,
 }
 
 /// Counters of the group-commit writer.
@@ -93,9 +100,12 @@ enum Admin {
     PutOmAccount { login: String, hash: String },
 }
 
+type LifecycleReply = oneshot::Sender<Result<lifecycle::Reply, CoreError>>;
+
 enum WriteMsg {
     Call(WriteJob),
     Admin(Admin, oneshot::Sender<Result<(), StoreError>>),
+    Lifecycle(lifecycle::Op, LifecycleReply),
     Stop,
 }
 
@@ -377,6 +387,195 @@ impl Im {
         r
     }
 
+    async fn lifecycle(&self, op: lifecycle::Op) -> Result<lifecycle::Reply, CoreError> {
+        let (tx, rx) = oneshot::channel();
+        match self.inner.writer.try_send(WriteMsg::Lifecycle(op, tx)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(CoreError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(CoreError::Closed),
+        }
+        rx.await.map_err(|_| CoreError::Closed)?
+    }
+
+    fn lifecycle_blocking(&self, op: lifecycle::Op) -> Result<lifecycle::Reply, CoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .writer
+            .send(WriteMsg::Lifecycle(op, tx))
+            .map_err(|_| CoreError::Closed)?;
+        block_on(rx).map_err(|_| CoreError::Closed)?
+    }
+
+    /// Up to `limit` outbox commands due for delivery to AM now, in queue
+    /// order: PENDING ones whose next attempt is unset or reached, except a
+    /// command that waits for an earlier pending (or retrying) command of
+    /// its service, or — for a DEACTIVATE — of one of the service's add-ons.
+    /// Reads committed rows only.
+    pub async fn due_commands(&self, limit: usize) -> Result<Vec<DueCommand>, CoreError> {
+        let now = lifecycle::stamp(std::time::SystemTime::now());
+        Ok(self.read(move |r| r.due_commands(&now, limit)).await?)
+    }
+
+    /// Records one delivery attempt of the command `row_id`, sent under redo
+    /// number `redo` (see [`DueCommand`]), and moves its task on, in one
+    /// transaction: the first attempt makes the task `ACTIVATING`; the last
+    /// delivered command makes it `COMPLETED`; a rejection or exhausted
+    /// retries make the command and the task `FAILED`. Each transition adds
+    /// a history entry. A command that is no longer pending under `redo`
+    /// (dropped or redone meanwhile) is left alone (`applied == false`).
+    pub async fn record_delivery(
+        &self,
+        row_id: i64,
+        redo: u32,
+        delivery: Delivery,
+    ) -> Result<Recorded, CoreError> {
+        let mut v = self
+            .record_deliveries(vec![(row_id, redo, delivery)])
+            .await?;
+        v.pop()
+            .ok_or_else(|| CoreError::Invalid("no delivery recorded".into()))
+    }
+
+    /// [`Im::record_delivery`] for several attempts, in one transaction
+    /// (all or none are stored). Results are in input order.
+    pub async fn record_deliveries(
+        &self,
+        deliveries: Vec<(i64, u32, Delivery)>,
+    ) -> Result<Vec<Recorded>, CoreError> {
+        if deliveries.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.lifecycle(lifecycle::Op::Record(deliveries)).await? {
+            lifecycle::Reply::Recorded(v) => Ok(v),
+            lifecycle::Reply::Task(_) => Err(CoreError::Invalid("unexpected reply".into())),
+        }
+    }
+
+    fn operator_op(
+        action: OperatorAction,
+        task_no: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<lifecycle::Op, CoreError> {
+        lifecycle::check_operator(actor, reason)?;
+        Ok(lifecycle::Op::Operator {
+            action,
+            task_no: task_no.trim().to_string(),
+            actor: actor.to_string(),
+            reason: reason.to_string(),
+        })
+    }
+
+    fn task_state(reply: lifecycle::Reply) -> Result<TaskState, CoreError> {
+        match reply {
+            lifecycle::Reply::Task(s) => Ok(s),
+            lifecycle::Reply::Recorded(_) => Err(CoreError::Invalid("unexpected reply".into())),
+        }
+    }
+
+    /// An operator's action on a task, with the operator's account and a
+    /// reason (both required, else [`CoreError::Invalid`]); returns the
+    /// task's new state. `Redo` needs a `FAILED` task: its failed commands
+    /// become pending again under the next redo id (`…-r1`, `…-r2`) and the
+    /// task `ACTIVATING`. `Cancel` (→ `CANCELLED`) and `ForceFinish`
+    /// (→ `COMPLETED`) drop the pending commands. None changes the
+    /// inventory or any service.
+    pub async fn operate_task(
+        &self,
+        action: OperatorAction,
+        task_no: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<TaskState, CoreError> {
+        let op = Im::operator_op(action, task_no, actor, reason)?;
+        Im::task_state(self.lifecycle(op).await?)
+    }
+
+    /// [`Im::operate_task`] for synchronous callers (not on an async runtime's thread).
+    pub fn operate_task_blocking(
+        &self,
+        action: OperatorAction,
+        task_no: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<TaskState, CoreError> {
+        let op = Im::operator_op(action, task_no, actor, reason)?;
+        Im::task_state(self.lifecycle_blocking(op)?)
+    }
+
+    /// Redoes a `FAILED` task's failed commands (→ `ACTIVATING`); see [`Im::operate_task`].
+    pub async fn redo_task(
+        &self,
+        task_no: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<TaskState, CoreError> {
+        self.operate_task(OperatorAction::Redo, task_no, actor, reason)
+            .await
+    }
+
+    /// Cancels a task: pending commands dropped (→ `CANCELLED`); see [`Im::operate_task`].
+    pub async fn cancel_task(
+        &self,
+        task_no: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<TaskState, CoreError> {
+        self.operate_task(OperatorAction::Cancel, task_no, actor, reason)
+            .await
+    }
+
+    /// Force-finishes a task: pending commands dropped (→ `COMPLETED`); see [`Im::operate_task`].
+    pub async fn force_finish_task(
+        &self,
+        task_no: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<TaskState, CoreError> {
+        self.operate_task(OperatorAction::ForceFinish, task_no, actor, reason)
+            .await
+    }
+
+    /// A task with its commands and full history (the first entry is its
+    /// creation by the OM account), or `None` for an unknown number.
+    pub async fn task(&self, task_no: &str) -> Result<Option<TaskView>, CoreError> {
+        let task_no = task_no.trim().to_string();
+        Ok(self
+            .read(move |r| {
+                let Some(t) = r.task_by_no(&task_no)? else {
+                    return Ok(None);
+                };
+                let commands = r.task_commands(t.id)?;
+                let mut history = vec![HistoryEntry {
+                    at: t.created.clone(),
+                    from: None,
+                    to: TaskState::Received,
+                    action: "RECEIVED".into(),
+                    actor: t.account.clone(),
+                    reason: String::new(),
+                }];
+                history.extend(r.task_history(t.id)?);
+                Ok(Some(TaskView {
+                    task_no: t.task_no,
+                    flow_id: t.flow_id,
+                    popid: t.popid,
+                    state: t.state,
+                    items: t.items,
+                    account: t.account,
+                    created: t.created,
+                    updated: t.updated,
+                    commands,
+                    history,
+                }))
+            })
+            .await?)
+    }
+
+    /// [`Im::task`] for synchronous callers (not on an async runtime's thread).
+    pub fn task_blocking(&self, task_no: &str) -> Result<Option<TaskView>, CoreError> {
+        block_on(self.task(task_no))
+    }
+
     /// Checks that the store answers.
     pub fn health(&self) -> Result<(), CoreError> {
         Ok(block_on(self.read(|r| r.ping()))?)
@@ -460,9 +659,11 @@ fn write_loop<W: WriteConn>(
             Err(_) => return,
         };
         let mut admin = Vec::new();
+        let mut life = Vec::new();
         let mut push = |m: WriteMsg, batch: &mut Vec<WriteJob>, stopping: &mut bool| match m {
             WriteMsg::Call(j) => batch.push(j),
             WriteMsg::Admin(op, reply) => admin.push((op, reply)),
+            WriteMsg::Lifecycle(op, reply) => life.push((op, reply)),
             WriteMsg::Stop => *stopping = true,
         };
         push(first, &mut batch, &mut stopping);
@@ -489,6 +690,43 @@ fn write_loop<W: WriteConn>(
         for (op, reply) in admin {
             let _ = reply.send(run_admin(&mut conn, op));
         }
+        if !life.is_empty() {
+            run_lifecycle(&mut conn, life);
+        }
+    }
+}
+
+/// Runs lifecycle changes in one transaction, each in its own savepoint,
+/// and answers each after the commit.
+fn run_lifecycle<W: WriteConn>(conn: &mut W, ops: Vec<(lifecycle::Op, LifecycleReply)>) {
+    let (_, at) = now();
+    let when = std::time::SystemTime::now();
+    let mut results: Vec<Result<lifecycle::Reply, CoreError>> = Vec::with_capacity(ops.len());
+    let r = (|| -> Result<(), StoreError> {
+        conn.begin()?;
+        for (op, _) in &ops {
+            conn.savepoint()?;
+            let r = lifecycle::apply(conn, op, &at, when);
+            if r.is_ok() {
+                conn.release()?;
+            } else {
+                conn.rollback_to()?;
+            }
+            results.push(r);
+        }
+        conn.commit()
+    })();
+    if let Err(e) = r {
+        conn.rollback();
+        tracing::error!(error = %e, "lifecycle changes failed: nothing of them was stored");
+        let msg = e.to_string();
+        for (_, reply) in ops {
+            let _ = reply.send(Err(CoreError::Storage(StoreError::Backend(msg.clone()))));
+        }
+        return;
+    }
+    for ((_, reply), result) in ops.into_iter().zip(results) {
+        let _ = reply.send(result);
     }
 }
 

@@ -34,6 +34,7 @@ pub mod demo;
 mod engine;
 pub mod form;
 pub mod intake;
+pub mod lifecycle;
 pub mod model;
 pub mod names;
 pub mod outcome;

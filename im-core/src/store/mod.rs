@@ -9,9 +9,10 @@
 
 pub mod sqlite;
 
+use crate::lifecycle::{CommandView, DueCommand, HistoryEntry};
 use crate::model::{
-    CommandType, CoverType, Inventory, ServiceState, ServiceType, SourceState, Technology,
-    VlanPurpose,
+    CommandState, CommandType, CoverType, Inventory, ServiceState, ServiceType, SourceState,
+    TaskState, Technology, VlanPurpose,
 };
 use std::collections::BTreeMap;
 
@@ -426,8 +427,100 @@ pub trait StoreWrite: StoreRead {
     fn save_task_seq(&mut self, day: &str, last: u64) -> StoreResult<()>;
 }
 
+/// A task as the activation lifecycle needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRec {
+    /// Row id.
+    pub id: i64,
+    /// `WSyyyyMMddNNNNNN`.
+    pub task_no: String,
+    /// The call's flowId.
+    pub flow_id: String,
+    /// POP id.
+    pub popid: String,
+    /// Current state.
+    pub state: TaskState,
+    /// The items' results as JSON.
+    pub items: String,
+    /// The OM account that sent it.
+    pub account: String,
+    /// Creation time (RFC 3339 UTC).
+    pub created: String,
+    /// Last change (RFC 3339 UTC).
+    pub updated: String,
+}
+
+/// An outbox command's delivery bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRec {
+    /// Row id.
+    pub id: i64,
+    /// `CMD-<taskNo>-<n>` (without a redo suffix).
+    pub cmd_id: String,
+    /// Its task's row id.
+    pub task_id: i64,
+    /// Delivery state.
+    pub state: CommandState,
+    /// How often an operator redid it.
+    pub redo: u32,
+    /// Delivery attempts since it was queued or last redone.
+    pub attempts: u32,
+}
+
+/// A command's new delivery bookkeeping after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandUpdate<'a> {
+    /// New state.
+    pub state: CommandState,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// When the next attempt is due (`None`: no further attempt is planned).
+    pub next_attempt: Option<&'a str>,
+    /// AM's ack status (`None` when the attempt got no ack).
+    pub ack_status: Option<&'a str>,
+    /// AM's ack code, or the kind of failure when there was no ack.
+    pub ack_code: Option<&'a str>,
+    /// AM's ack description, or the failure when there was no ack.
+    pub ack_desc: Option<&'a str>,
+    /// Timestamp.
+    pub at: &'a str,
+}
+
+/// Reads of the activation outbox and the tasks (see [`crate::lifecycle`]).
+pub trait OutboxRead {
+    /// PENDING commands due at `now` (next attempt unset or not later),
+    /// in id order, none of which waits for an earlier pending command of
+    /// its service (or, for a DEACTIVATE, of one of its add-ons).
+    fn due_commands(&mut self, now: &str, limit: usize) -> StoreResult<Vec<DueCommand>>;
+    /// A task by number.
+    fn task_by_no(&mut self, task_no: &str) -> StoreResult<Option<TaskRec>>;
+    /// A task by row id.
+    fn task_by_id(&mut self, id: i64) -> StoreResult<Option<TaskRec>>;
+    /// A command's bookkeeping by row id.
+    fn command_rec(&mut self, id: i64) -> StoreResult<Option<CommandRec>>;
+    /// A task's commands in order.
+    fn task_commands(&mut self, task_id: i64) -> StoreResult<Vec<CommandView>>;
+    /// A task's stored history (transitions after its creation), oldest first.
+    fn task_history(&mut self, task_id: i64) -> StoreResult<Vec<HistoryEntry>>;
+    /// How many of a task's commands are not delivered yet (PENDING or FAILED).
+    fn undelivered_commands(&mut self, task_id: i64) -> StoreResult<u64>;
+}
+
+/// Writes of the activation outbox and the tasks, inside the writer's transaction.
+pub trait OutboxWrite: StoreWrite + OutboxRead {
+    /// Sets a task's state.
+    fn set_task_state(&mut self, task_id: i64, state: TaskState, at: &str) -> StoreResult<()>;
+    /// Rewrites a command's delivery bookkeeping.
+    fn update_command(&mut self, id: i64, u: &CommandUpdate<'_>) -> StoreResult<()>;
+    /// Makes a task's FAILED commands PENDING again under a new redo number
+    /// (attempts reset); returns how many.
+    fn redo_failed_commands(&mut self, task_id: i64, at: &str) -> StoreResult<u64>;
+    /// Drops a task's PENDING commands; returns how many.
+    fn drop_pending_commands(&mut self, task_id: i64, at: &str) -> StoreResult<u64>;
+}
+
 /// The writer's connection: batch control on top of [`StoreWrite`].
-pub trait WriteConn: StoreWrite + Send + 'static {
+pub trait WriteConn: StoreWrite + OutboxWrite + Send + 'static {
     /// Opens a batch transaction (taking the write lock).
     fn begin(&mut self) -> StoreResult<()>;
     /// Starts an isolated unit inside the batch.
@@ -447,7 +540,7 @@ pub trait WriteConn: StoreWrite + Send + 'static {
 }
 
 /// A read connection.
-pub trait ReadConn: StoreRead + Send + 'static {
+pub trait ReadConn: StoreRead + OutboxRead + Send + 'static {
     /// Checks that the store answers.
     fn ping(&mut self) -> StoreResult<()>;
 }

@@ -219,9 +219,9 @@ impl<T: HasConn> StoreRead for T {
             .prepare_cached(concat!(
                 "SELECT ",
                 port_cols!(),
-                " FROM port p INDEXED BY port_free JOIN dslam d ON d.id = p.dslam_id \
-                 WHERE p.dslam_id = ?1 AND p.service_id IS NULL AND p.state = 'AVAILABLE' \
-                 AND p.removed = 0 ORDER BY p.frame, p.slot, p.port LIMIT 1"
+                " FROM port p INDEXED BY port_pick JOIN dslam d ON d.id = p.dslam_id \
+                 WHERE p.dslam_id = ?1 AND p.pickable = 1 \
+                 ORDER BY p.frame, p.slot, p.port LIMIT 1"
             ))
             .map_err(backend)?
             .query_row([dslam_id], port_row)
@@ -343,7 +343,7 @@ impl<T: HasConn> StoreRead for T {
         let mut st = self
             .conn()
             .prepare_cached(
-                "SELECT ont_id FROM ont WHERE pon_port_id = ?1 AND removed = 0 ORDER BY ont_id",
+                "SELECT place FROM ont WHERE pon_port_id = ?1 AND place IS NOT NULL ORDER BY place",
             )
             .map_err(backend)?;
         let rows = st.query_map([pon_port_id], |r| r.get(0)).map_err(backend)?;

@@ -42,13 +42,18 @@ CREATE TABLE port (
   state TEXT NOT NULL CHECK (state IN ('AVAILABLE','OCCUPIED','FAULTY')),
   service_id INTEGER REFERENCES service(id),
   removed INTEGER NOT NULL DEFAULT 0, updated TEXT NOT NULL,
+  pickable INTEGER GENERATED ALWAYS AS
+    (service_id IS NULL AND state = 'AVAILABLE' AND removed = 0) VIRTUAL,
   UNIQUE (dslam_id, frame, slot, port)) STRICT;
 -- one holder per port and one port per service; partial, so free ports cost
 -- no index entry and taking a port appends rather than rewrites
 CREATE UNIQUE INDEX port_holder ON port (service_id) WHERE service_id IS NOT NULL;
 -- the free ports of a DSLAM in pick order: the hot query of ADSL Install
-CREATE INDEX port_free ON port (dslam_id, frame, slot, port)
-  WHERE service_id IS NULL AND state = 'AVAILABLE' AND removed = 0;
+-- Partial indexes whose predicate compares a column with a constant make
+-- SQLite re-prepare every statement on the table at each new binding; the
+-- indexes here use generated columns instead.
+-- The free ports of a DSLAM in pick order: the hot query of ADSL Install.
+CREATE INDEX port_pick ON port (dslam_id, pickable, frame, slot, port);
 
 -- ---------------------------------------------------------------- FTTH plant
 CREATE TABLE olt (
@@ -76,9 +81,10 @@ CREATE TABLE ont (
   model TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ('AVAILABLE','OCCUPIED','FAULTY')),
   origin TEXT NOT NULL CHECK (origin IN ('SOURCE','OM')),
   service_id INTEGER REFERENCES service(id),
-  removed INTEGER NOT NULL DEFAULT 0, created TEXT NOT NULL, updated TEXT NOT NULL) STRICT;
+  removed INTEGER NOT NULL DEFAULT 0, created TEXT NOT NULL, updated TEXT NOT NULL,
+  place INTEGER GENERATED ALWAYS AS (CASE WHEN removed = 0 THEN ont_id END) VIRTUAL) STRICT;
 -- one ONT per (PON port, ONT id) among those in place
-CREATE UNIQUE INDEX ont_place ON ont (pon_port_id, ont_id) WHERE removed = 0;
+CREATE UNIQUE INDEX ont_place ON ont (pon_port_id, place);
 CREATE UNIQUE INDEX ont_holder ON ont (service_id) WHERE service_id IS NOT NULL;
 CREATE TABLE vlan (
   id INTEGER PRIMARY KEY, olt_id INTEGER NOT NULL REFERENCES olt(id),
@@ -87,7 +93,7 @@ CREATE TABLE vlan (
   state TEXT NOT NULL CHECK (state IN ('AVAILABLE','OCCUPIED','FAULTY')),
   removed INTEGER NOT NULL DEFAULT 0, updated TEXT NOT NULL,
   UNIQUE (olt_id, vlan_id)) STRICT;
-CREATE INDEX vlan_purpose ON vlan (olt_id, purpose, vlan_id) WHERE removed = 0;
+CREATE INDEX vlan_purpose ON vlan (olt_id, purpose, vlan_id);
 
 -- ---------------------------------------------------------------- customers and services
 CREATE TABLE customer (
@@ -140,7 +146,7 @@ CREATE TABLE command (
   next_attempt TEXT, ack_status TEXT, ack_code TEXT, ack_desc TEXT,
   created TEXT NOT NULL, updated TEXT NOT NULL,
   UNIQUE (task_id, seq)) STRICT;
-CREATE INDEX command_pending ON command (id) WHERE state = 'PENDING';
+CREATE INDEX command_pending ON command (state, id);
 CREATE INDEX command_service ON command (service_id, id);
 
 -- ---------------------------------------------------------------- accounts (extended by the auth model)
