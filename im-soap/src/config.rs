@@ -243,6 +243,12 @@ pub struct ServerConfig {
     /// exchanges; see `im_core::demo::DemoSpec::with_ports`). Default 20480,
     /// the small hand-testing set.
     pub demo_ports: u64,
+    /// Base URL of AM (`http://am.example.net:9000`); when set, the server
+    /// delivers the activation outbox to `{am_url}/am/commands`. Default:
+    /// none (commands wait in the outbox).
+    pub am_url: Option<String>,
+    /// How often the outbox is looked at when nothing was due. Default 500 ms.
+    pub am_poll_interval: HumanDuration,
     /// Largest request body in bytes. Default 1048576 (1 MiB).
     pub body_limit: usize,
     /// Time allowed to send the request head (also the keep-alive idle
@@ -286,6 +292,8 @@ impl Default for ServerConfig {
             retry_policy_dir: None,
             demo_data: true,
             demo_ports: 20_480,
+            am_url: None,
+            am_poll_interval: HumanDuration(Duration::from_millis(500)),
             body_limit: Limits::default().body_bytes,
             header_read_timeout: HumanDuration(Duration::from_secs(10)),
             body_timeout: HumanDuration(Duration::from_secs(30)),
@@ -328,6 +336,16 @@ impl ServerConfig {
 
     /// Checks values that TOML types alone do not bound.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(url) = &self.am_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(format!(
+                "am_url {url:?} must start with http:// or https://"
+            ));
+        }
+        if self.am_poll_interval.0.is_zero() {
+            return Err("am_poll_interval must be positive".into());
+        }
         let positive = [
             ("body_limit", self.body_limit),
             ("max_connections", self.max_connections),

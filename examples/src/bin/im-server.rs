@@ -11,9 +11,11 @@
 
 use clap::Parser;
 use im_core::demo::{DEMO_OM_PASSWORD, DEMO_OM_USER, DemoSpec};
+use im_core::retry::Interface;
 use im_core::{ErrorCode, Form, FormItem, Im};
 use im_examples::init_logging;
 use im_soap::{Server, ServerConfig};
+use im_sync::am::{DeliveryWorker, WorkerConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,9 +80,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: ServerConfig) -> Result<(), String> {
+    let policies = im_core::retry::RetryPolicies::load(config.retry_policy_dir.as_deref())
+        .map_err(|e| e.to_string())?;
     if let Some(dir) = &config.retry_policy_dir {
-        let policies = im_core::retry::RetryPolicies::load_dir(dir).map_err(|e| e.to_string())?;
-        info!(dir = %dir.display(), om = ?policies.get(im_core::retry::Interface::Om), "retry policies loaded");
+        info!(dir = %dir.display(), "retry policies loaded");
     }
     info!(
         database = %config.database.display(),
@@ -112,7 +115,11 @@ async fn run(config: ServerConfig) -> Result<(), String> {
             "the demo OM password is in use: set a real one before production"
         );
     }
-    let server = Server::bind(config, im).await.map_err(|e| e.to_string())?;
+    let am_url = config.am_url.clone();
+    let am_poll_interval = config.am_poll_interval.0;
+    let server = Server::bind(config, im.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     let url = server.url();
     info!(url = %url, "listening");
     println!("IM is listening on {url}");
@@ -123,7 +130,31 @@ async fn run(config: ServerConfig) -> Result<(), String> {
     );
     println!("Try a work order (Install ADSL on the demo inventory):\n");
     println!("{}", curl_example(&url));
-    server.serve(im_soap::server::shutdown_signal()).await;
+    // Activation: deliver the outbox to AM when configured. The worker stops
+    // first on shutdown, before the server drains and closes the store.
+    let worker = match &am_url {
+        Some(url) => {
+            let mut wc = WorkerConfig::new(url.clone());
+            wc.retry = policies.get(Interface::Am).clone();
+            wc.poll_interval = am_poll_interval;
+            let w =
+                DeliveryWorker::start(im.clone(), wc).map_err(|e| format!("AM delivery: {e}"))?;
+            info!(am = %url, "delivering activation commands to AM");
+            Some(w)
+        }
+        None => {
+            warn!("am_url is not set: activation commands stay in the outbox");
+            None
+        }
+    };
+    let shutdown = async move {
+        im_soap::server::shutdown_signal().await;
+        if let Some(w) = worker {
+            let stats = w.stop().await;
+            info!(?stats, "AM delivery stopped");
+        }
+    };
+    server.serve(shutdown).await;
     info!("stopped");
     Ok(())
 }
