@@ -135,7 +135,7 @@ async fn run(config: ServerConfig) -> Result<(), String> {
     let worker = match &am_url {
         Some(url) => {
             let mut wc = WorkerConfig::new(url.clone());
-            wc.retry = policies.get(Interface::Am).clone();
+            wc.retry = *policies.get(Interface::Am);
             wc.poll_interval = am_poll_interval;
             let w =
                 DeliveryWorker::start(im.clone(), wc).map_err(|e| format!("AM delivery: {e}"))?;

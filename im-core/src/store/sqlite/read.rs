@@ -120,6 +120,21 @@ fn service_row(r: &Row<'_>) -> rusqlite::Result<ServiceRec> {
     })
 }
 
+fn compound_row(r: &Row<'_>) -> rusqlite::Result<CompoundRec> {
+    Ok(CompoundRec {
+        id: r.get(0)?,
+        code: r.get(1)?,
+        exchange_id: r.get(2)?,
+    })
+}
+
+fn olt_row(r: &Row<'_>) -> rusqlite::Result<OltRec> {
+    Ok(OltRec {
+        id: r.get(0)?,
+        name: r.get(1)?,
+    })
+}
+
 impl<T: HasConn> StoreRead for T {
     fn exchange_by_popid(&mut self, popid: &str) -> StoreResult<Option<ExchangeRec>> {
         if let Some(hit) = self.cache().and_then(|c| c.exchanges.get(popid).cloned()) {
@@ -249,13 +264,7 @@ impl<T: HasConn> StoreRead for T {
                 "SELECT id, code, exchange_id FROM compound WHERE code = ?1 AND removed = 0",
             )
             .map_err(backend)?
-            .query_row([code], |r| {
-                Ok(CompoundRec {
-                    id: r.get(0)?,
-                    code: r.get(1)?,
-                    exchange_id: r.get(2)?,
-                })
-            })
+            .query_row([code], compound_row)
             .optional()
             .map_err(backend)
     }
@@ -264,13 +273,7 @@ impl<T: HasConn> StoreRead for T {
         self.conn()
             .prepare_cached("SELECT id, code, exchange_id FROM compound WHERE id = ?1")
             .map_err(backend)?
-            .query_row([id], |r| {
-                Ok(CompoundRec {
-                    id: r.get(0)?,
-                    code: r.get(1)?,
-                    exchange_id: r.get(2)?,
-                })
-            })
+            .query_row([id], compound_row)
             .optional()
             .map_err(backend)
     }
@@ -297,12 +300,7 @@ impl<T: HasConn> StoreRead for T {
         self.conn()
             .prepare_cached("SELECT id, name FROM olt WHERE name = ?1 AND removed = 0")
             .map_err(backend)?
-            .query_row([name], |r| {
-                Ok(OltRec {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                })
-            })
+            .query_row([name], olt_row)
             .optional()
             .map_err(backend)
     }
@@ -311,12 +309,7 @@ impl<T: HasConn> StoreRead for T {
         self.conn()
             .prepare_cached("SELECT id, name FROM olt WHERE id = ?1")
             .map_err(backend)?
-            .query_row([id], |r| {
-                Ok(OltRec {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                })
-            })
+            .query_row([id], olt_row)
             .optional()
             .map_err(backend)
     }
