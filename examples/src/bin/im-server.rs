@@ -21,6 +21,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tracing::{error, info, warn};
 
+/// mimalloc: the server's memory is allocated on one thread and freed on
+/// another (requests, the core's writer); it keeps that fast and the
+/// resident size flat.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Command-line options.
 #[derive(Debug, Parser)]
 #[command(
