@@ -64,6 +64,12 @@ fn raw_install(c: &Connection, n: u64, exchanges: u32, secrets: &Secrets) -> rus
         .map(|f| f.value.clone())
         .unwrap_or_default();
     let at = "2026-12-04T00:00:00Z";
+    let account = form.items[0]
+        .fields
+        .iter()
+        .find(|f| f.name == "AccountNumber")
+        .map(|f| f.value.clone())
+        .unwrap_or_default();
     let _ = ex;
     let ex_id: i64 = c
         .prepare_cached("SELECT id FROM exchange WHERE popid = ?1 AND removed = 0")?
@@ -89,7 +95,7 @@ fn raw_install(c: &Connection, n: u64, exchanges: u32, secrets: &Secrets) -> rus
         .optional()?;
     let cust: i64 = c
         .prepare_cached("INSERT INTO customer (account_number, name, mobile_enc, created, updated) VALUES (?1, 'Ahmed Hassan', ?3, ?2, ?2) ON CONFLICT (account_number) DO UPDATE SET updated = ?2 RETURNING id")?
-        .query_row(params![format!("R{n}"), at, mobile], |r| r.get(0))?;
+        .query_row(params![account, at, mobile], |r| r.get(0))?;
     let svc: i64 = c
         .prepare_cached("INSERT INTO service (user_name, service_type, cover_type, state, customer_id, popid, exchange_id, speed_kbps, password_enc, fields, created, updated) VALUES (?1, 'ADSL', 'ADSL', 'ACTIVE', ?2, ?3, ?4, 16384, ?6, ?7, ?5, ?5) RETURNING id")?
         .query_row(params![user, cust, popid, ex_id, at, password, fields], |r| r.get(0))?;
@@ -100,7 +106,7 @@ fn raw_install(c: &Connection, n: u64, exchanges: u32, secrets: &Secrets) -> rus
     let task_no = format!("WS20261204{n:06}");
     let task: i64 = c
         .prepare_cached("INSERT INTO task (task_no, flow_id, fingerprint, popid, state, request, items, account, created, updated) VALUES (?1, ?2, ?5, ?3, 'RECEIVED', ?6, '[{\"seq\":1,\"opertype\":\"Install\",\"serviceType\":\"ADSL\",\"state\":\"ACTIVE\"}]', 'OM', ?4, ?4) RETURNING id")?
-        .query_row(params![task_no, format!("R{n}"), popid, at, fingerprint.as_slice(), request], |r| r.get(0))?;
+        .query_row(params![task_no, form.get("flowId"), popid, at, fingerprint.as_slice(), request], |r| r.get(0))?;
     c.prepare_cached("INSERT INTO command (cmd_id, task_id, seq, service_id, type, service_type, params, state, created, updated) VALUES (?1, ?2, 1, ?3, 'ACTIVATE', 'ADSL', '[[\"UserName\",\"x\"],[\"port\",\"EX01-D1/0/1/0\"],[\"dslamIp\",\"10.1.0.1\"],[\"speed\",\"16384\"]]', 'PENDING', ?4, ?4)")?
         .execute(params![format!("CMD-{task_no}-1"), task, svc, at])?;
     Ok(())

@@ -14,7 +14,8 @@ pub fn install_adsl(n: u64, exchanges: u32) -> Form {
     Form::default()
         .field("authusername", im_core::demo::DEMO_OM_USER)
         .field("authpassword", im_core::demo::DEMO_OM_PASSWORD)
-        .field("flowId", format!("B{n}"))
+        // OM numbers its flows like this: time-ordered, 17 digits.
+        .field("flowId", format!("{}", 17_808_971_600_000_000u64 + n))
         .field("popid", format!("196{ex:02}"))
         .item(
             FormItem::default()

@@ -57,6 +57,9 @@ pub struct CoreConfig {
     pub queue_timeout: Duration,
     /// Read-only connections for queries and logins. Default 4.
     pub read_connections: usize,
+    /// Operator logins: lockout and the AD settings. Default: 5 failures
+    /// lock for 15 min; no AD.
+    pub login: crate::login::LoginConfig,
 }
 
 impl CoreConfig {
@@ -73,6 +76,7 @@ impl CoreConfig {
             credential_cache_ttl: Duration::from_secs(300),
             queue_timeout: Duration::from_secs(10),
             read_connections: 4,
+            login: crate::login::LoginConfig::default(),
         }
     }
 }

@@ -17,7 +17,8 @@ use crate::model::Inventory;
 use crate::model::TaskState;
 use crate::secrets::Secrets;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{ReadConn, Store, StoreError, WriteConn};
+use crate::store::{ReadConn, Store, StoreError, SyncRead, WriteConn};
+use crate::sync;
 use crate::{CoreConfig, ErrorCode, Form, Outcome};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -106,8 +107,16 @@ enum WriteMsg {
     Call(WriteJob),
     Admin(Admin, oneshot::Sender<Result<(), StoreError>>),
     Lifecycle(lifecycle::Op, LifecycleReply),
+    Sync(Box<sync::WriterOp>, SyncReply),
+    Login(Box<crate::login::WriterOp>, LoginReply),
     Stop,
 }
+
+type LoginReply = oneshot::Sender<Result<crate::login::WriterReply, CoreError>>;
+
+type SyncReply = oneshot::Sender<Result<sync::WriterReply, StoreError>>;
+
+type SyncReaderFactory = Box<dyn Fn() -> Result<Box<dyn SyncRead>, StoreError> + Send + Sync>;
 
 type ReadJob = Box<dyn FnOnce(&mut dyn ReadConn) + Send>;
 
@@ -124,6 +133,8 @@ struct Inner {
     stats: Arc<Stats>,
     readers: usize,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    sync_reader: SyncReaderFactory,
+    login: Arc<crate::login::LoginState>,
 }
 
 impl Drop for Inner {
@@ -177,6 +188,7 @@ impl Im {
         secrets: Secrets,
         config: CoreConfig,
     ) -> Result<Im, CoreError> {
+        let login = Arc::new(crate::login::LoginState::new(&config.login)?);
         let stats = Arc::new(Stats::default());
         let writer_conn = store.open_writer()?;
         let (wtx, wrx) = mpsc::sync_channel(config.queue_capacity.max(1));
@@ -202,8 +214,16 @@ impl Im {
                 .spawn(move || write_loop(writer_conn, wrx, st, cfg))
                 .map_err(|e| CoreError::Invalid(format!("cannot start the writer: {e}")))?,
         );
+        let store = Arc::new(store);
+        let sync_reader: SyncReaderFactory = Box::new(move || {
+            store
+                .open_reader()
+                .map(|r| Box::new(r) as Box<dyn SyncRead>)
+        });
         Ok(Im {
             inner: Arc::new(Inner {
+                sync_reader,
+                login,
                 secrets,
                 cache: CredentialCache::new(config.credential_cache_ttl),
                 writer: wtx,
@@ -357,6 +377,27 @@ impl Im {
         block_on(rx)
             .map_err(|_| CoreError::Closed)?
             .map_err(CoreError::from)
+    }
+
+    /// Runs one sync operation on the writer and waits for its answer.
+    pub(crate) fn sync_op(&self, op: sync::WriterOp) -> Result<sync::WriterReply, CoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .writer
+            .send(WriteMsg::Sync(Box::new(op), tx))
+            .map_err(|_| CoreError::Closed)?;
+        Ok(block_on(rx).map_err(|_| CoreError::Closed)??)
+    }
+
+    /// Queues one sync operation on the writer without waiting.
+    pub(crate) fn sync_op_nowait(&self, op: sync::WriterOp) {
+        let (tx, _rx) = oneshot::channel();
+        let _ = self.inner.writer.send(WriteMsg::Sync(Box::new(op), tx));
+    }
+
+    /// Opens a read connection for a sync run.
+    pub(crate) fn sync_reader(&self) -> Result<Box<dyn SyncRead>, CoreError> {
+        Ok((self.inner.sync_reader)()?)
     }
 
     /// Loads inventory rows (upsert by natural key; usage is never touched)
@@ -603,6 +644,36 @@ impl Im {
         }
     }
 
+    /// The login settings and directory client.
+    pub(crate) fn login_state(&self) -> &Arc<crate::login::LoginState> {
+        &self.inner.login
+    }
+
+    /// Runs `f` on a read thread (logins: account lookups and Argon2).
+    pub(crate) async fn login_read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn ReadConn) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.read(f).await
+    }
+
+    /// Queues a login change on the writer.
+    pub(crate) fn send_login_op(
+        &self,
+        op: crate::login::WriterOp,
+        reply: LoginReply,
+    ) -> Result<(), CoreError> {
+        self.inner
+            .writer
+            .send(WriteMsg::Login(Box::new(op), reply))
+            .map_err(|_| CoreError::Closed)
+    }
+
+    /// Forgets every cached OM credential (a password changed).
+    pub(crate) fn clear_credential_cache(&self) {
+        self.inner.cache.clear();
+    }
+
     /// Stops the threads after the writer has answered every call it holds,
     /// and closes the store. Later calls answer -9999.
     pub fn close(&self) {
@@ -660,10 +731,14 @@ fn write_loop<W: WriteConn>(
         };
         let mut admin = Vec::new();
         let mut life = Vec::new();
+        let mut syncs = Vec::new();
+        let mut logins = Vec::new();
         let mut push = |m: WriteMsg, batch: &mut Vec<WriteJob>, stopping: &mut bool| match m {
             WriteMsg::Call(j) => batch.push(j),
             WriteMsg::Admin(op, reply) => admin.push((op, reply)),
             WriteMsg::Lifecycle(op, reply) => life.push((op, reply)),
+            WriteMsg::Sync(op, reply) => syncs.push((op, reply)),
+            WriteMsg::Login(op, reply) => logins.push((op, reply)),
             WriteMsg::Stop => *stopping = true,
         };
         push(first, &mut batch, &mut stopping);
@@ -692,6 +767,16 @@ fn write_loop<W: WriteConn>(
         }
         if !life.is_empty() {
             run_lifecycle(&mut conn, life);
+        }
+        for (op, reply) in syncs {
+            let t = Instant::now();
+            let _ = reply.send(sync::run_writer_op(&mut conn, *op));
+            stats
+                .busy_ns
+                .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+        for (op, reply) in logins {
+            let _ = reply.send(crate::login::run_writer_op(&mut conn, *op));
         }
     }
 }

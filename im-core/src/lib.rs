@@ -27,6 +27,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "ad")]
+mod ad;
 pub mod auth;
 pub mod codes;
 pub mod config;
@@ -35,12 +37,14 @@ mod engine;
 pub mod form;
 pub mod intake;
 pub mod lifecycle;
+pub mod login;
 pub mod model;
 pub mod names;
 pub mod outcome;
 pub mod retry;
 pub mod secrets;
 pub mod store;
+pub mod sync;
 
 pub use codes::ErrorCode;
 pub use config::{CoreConfig, Synchronous};

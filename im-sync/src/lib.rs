@@ -4,6 +4,8 @@
 //!
 //! - [`nbi`]: the Matrix (ADSL) and eMatrix (FTTH) northbound interface —
 //!   the paged XML wire format, a client, and simulators of both systems.
+//! - [`sync`]: the sync driver (a full or incremental run from any NBI
+//!   source into the core) and the scheduler.
 //! - [`am`]: delivery of the activation outbox to AM — the command wire
 //!   format, the delivery worker, and an AM simulator.
 //!
@@ -12,3 +14,4 @@
 
 pub mod am;
 pub mod nbi;
+pub mod sync;

@@ -10,10 +10,12 @@
 pub mod sqlite;
 
 use crate::lifecycle::{CommandView, DueCommand, HistoryEntry};
+use crate::model::Domain;
 use crate::model::{
     CommandState, CommandType, CoverType, Inventory, ServiceState, ServiceType, SourceState,
     TaskState, Technology, VlanPurpose,
 };
+use crate::sync::{Record, Resource, SyncCounts, SyncRunRec, Val};
 use std::collections::BTreeMap;
 
 /// A storage failure. Intake answers -9999 for it and stores nothing.
@@ -520,7 +522,9 @@ pub trait OutboxWrite: StoreWrite + OutboxRead {
 }
 
 /// The writer's connection: batch control on top of [`StoreWrite`].
-pub trait WriteConn: StoreWrite + OutboxWrite + Send + 'static {
+pub trait WriteConn:
+    StoreWrite + OutboxWrite + SyncWrite + crate::login::LoginWrite + Send + 'static
+{
     /// Opens a batch transaction (taking the write lock).
     fn begin(&mut self) -> StoreResult<()>;
     /// Starts an isolated unit inside the batch.
@@ -540,7 +544,9 @@ pub trait WriteConn: StoreWrite + OutboxWrite + Send + 'static {
 }
 
 /// A read connection.
-pub trait ReadConn: StoreRead + OutboxRead + Send + 'static {
+pub trait ReadConn:
+    StoreRead + OutboxRead + SyncRead + crate::login::LoginRead + Send + 'static
+{
     /// Checks that the store answers.
     fn ping(&mut self) -> StoreResult<()>;
 }
@@ -555,4 +561,152 @@ pub trait Store: Send + Sync + 'static {
     fn open_writer(&self) -> StoreResult<Self::Writer>;
     /// Opens one more read connection.
     fn open_reader(&self) -> StoreResult<Self::Reader>;
+}
+
+/// A stored inventory row as a sync compares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRow {
+    /// Row id.
+    pub id: i64,
+    /// Soft-removed.
+    pub removed: bool,
+    /// Key and field values in [`Resource::fields`] order.
+    pub vals: Vec<Val>,
+}
+
+/// The service holding a port or ONT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// Service row id.
+    pub service_id: i64,
+    /// Its user name.
+    pub user_name: String,
+    /// Its service type.
+    pub service_type: String,
+    /// Whether it is `ACTIVE`.
+    pub active: bool,
+}
+
+/// Row ids of referenced rows resolved during one apply, by natural key.
+#[derive(Debug, Default)]
+pub struct IdCache(pub std::collections::HashMap<(Resource, String), i64>);
+
+/// An entry of the resource operation log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceLogWrite<'a> {
+    /// Timestamp.
+    pub at: &'a str,
+    /// Account, or `sync:<system>:<run id>`.
+    pub actor: &'a str,
+    /// Client IP (empty for IM's own runs).
+    pub ip: &'a str,
+    /// Resource type ([`Resource::as_str`]).
+    pub resource_type: &'a str,
+    /// The resource's natural key as text.
+    pub code: &'a str,
+    /// Its display name.
+    pub name: &'a str,
+    /// `ADD`, `MODIFY`, `REMOVE`, `IMPORT`, `EXPORT`.
+    pub operation: &'a str,
+    /// Old values of the changed fields (JSON object).
+    pub old_values: Option<&'a str>,
+    /// New values of the changed fields (JSON object).
+    pub new_values: Option<&'a str>,
+}
+
+/// The end of a sync run, for the run log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEnd<'a> {
+    /// Run id.
+    pub run_id: i64,
+    /// `SUCCEEDED`, `FAILED`, `ABORTED`.
+    pub status: &'a str,
+    /// Snapshot read.
+    pub snapshot: Option<&'a str>,
+    /// Watermark kept (succeeded runs).
+    pub watermark: Option<&'a str>,
+    /// Counts.
+    pub counts: SyncCounts,
+    /// Why it failed or aborted.
+    pub error: Option<&'a str>,
+    /// Timestamp.
+    pub ended: &'a str,
+}
+
+/// Reads of a sync run's diff, on a read connection of its own.
+pub trait SyncRead: Send {
+    /// A row by natural key (removed ones included).
+    fn sync_lookup(&mut self, resource: Resource, key: &[Val]) -> StoreResult<Option<StoredRow>>;
+    /// A row by id.
+    fn sync_by_id(&mut self, resource: Resource, id: i64) -> StoreResult<Option<StoredRow>>;
+    /// Calls `each` with the id of every live (not removed) row of a type
+    /// (of one map, for per-map types).
+    fn sync_live_ids(
+        &mut self,
+        resource: Resource,
+        domain: Option<Domain>,
+        each: &mut dyn FnMut(i64),
+    ) -> StoreResult<()>;
+    /// How many live rows of a type there are.
+    fn sync_live_count(&mut self, resource: Resource, domain: Option<Domain>) -> StoreResult<u64>;
+    /// The ONT in place at a PON port (its key values) and ONT id: row id and serial.
+    fn sync_ont_at(&mut self, pon: &[Val], ont_id: i64) -> StoreResult<Option<(i64, String)>>;
+    /// When an ONT was created (RFC 3339).
+    fn sync_ont_created(&mut self, id: i64) -> StoreResult<Option<String>>;
+    /// The watermark of the system's last succeeded run.
+    fn last_sync_watermark(&mut self, system: &str) -> StoreResult<Option<String>>;
+    /// The run log, newest first.
+    fn sync_runs(&mut self, system: Option<&str>, limit: usize) -> StoreResult<Vec<SyncRunRec>>;
+}
+
+/// Writes of sync runs, inside the writer's transaction.
+pub trait SyncWrite {
+    /// Claims a system's lease for `holder` until `expires` (unix seconds)
+    /// when it is free or expired at `now` (a run left `RUNNING` by an
+    /// expired holder is recorded `FAILED`); returns the current holder
+    /// when someone else holds it.
+    fn sync_claim(
+        &mut self,
+        system: &str,
+        holder: &str,
+        now: i64,
+        expires: i64,
+        at: &str,
+    ) -> StoreResult<Option<String>>;
+    /// Extends a held lease; `false` when `holder` no longer holds it.
+    fn sync_renew(&mut self, system: &str, holder: &str, expires: i64) -> StoreResult<bool>;
+    /// Releases the lease if `holder` holds it.
+    fn sync_release(&mut self, system: &str, holder: &str) -> StoreResult<()>;
+    /// Records a new `RUNNING` run (and ties the lease to it); returns its id.
+    fn sync_run_start(
+        &mut self,
+        system: &str,
+        kind: &str,
+        since: Option<&str>,
+        forced: bool,
+        holder: &str,
+        at: &str,
+    ) -> StoreResult<i64>;
+    /// Records the end of a run.
+    fn sync_run_end(&mut self, end: &RunEnd<'_>) -> StoreResult<()>;
+    /// Inserts a row (references resolved by natural key); returns its id.
+    fn sync_insert(&mut self, rec: &Record, ids: &mut IdCache, at: &str) -> StoreResult<i64>;
+    /// Rewrites the `changed` fields of a row (and un-removes it when `restore`).
+    fn sync_update(
+        &mut self,
+        id: i64,
+        rec: &Record,
+        changed: &[usize],
+        restore: bool,
+        ids: &mut IdCache,
+        at: &str,
+    ) -> StoreResult<()>;
+    /// Soft-removes a row.
+    fn sync_remove(&mut self, resource: Resource, id: i64, at: &str) -> StoreResult<()>;
+    /// The service holding a port or ONT.
+    fn sync_holder(&mut self, resource: Resource, id: i64) -> StoreResult<Option<Holder>>;
+    /// Flags a service with a resource conflict.
+    fn sync_flag_conflict(&mut self, service_id: i64, reason: &str, at: &str) -> StoreResult<()>;
+    /// Appends to the resource operation log.
+    fn log_resource(&mut self, entry: &ResourceLogWrite<'_>) -> StoreResult<()>;
 }

@@ -2,8 +2,10 @@
 //! versioned migrations applied on open, `synchronous=FULL` by default.
 
 mod inventory_load;
+mod login;
 mod outbox;
 mod read;
+mod sync;
 mod write;
 
 use super::{ReadConn, Store, StoreError, StoreResult, WriteConn};
@@ -13,7 +15,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The migrations, in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema.sql"),
+    include_str!("migrations/002_sync.sql"),
+    include_str!("migrations/003_login.sql"),
+];
 
 /// A SQLite database file.
 ///

@@ -1,0 +1,712 @@
+//! SQL of inventory sync runs: row lookups by natural key for the diff
+//! (on a read connection), and on the writer the applied changes, the run
+//! log, the per-system lease and the resource operation log. The rules
+//! live in [`crate::sync`]; usage columns (`service_id`) are never written here.
+
+use super::{HasConn, InventoryCache, SqliteReader, SqliteWriter, backend};
+use crate::model::Domain;
+use crate::store::{
+    Holder, IdCache, ResourceLogWrite, RunEnd, StoreError, StoreResult, StoredRow, SyncRead,
+    SyncWrite,
+};
+use crate::sync::{Record, Resource, SyncCounts, SyncRunRec, Val};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, ToSql, params};
+use std::sync::Arc;
+
+impl ToSql for Val {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Val::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Val::Int(n) => ToSqlOutput::Borrowed(ValueRef::Integer(*n)),
+            Val::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+        })
+    }
+}
+
+fn val_of(v: ValueRef<'_>) -> Val {
+    match v {
+        ValueRef::Null => Val::Null,
+        ValueRef::Integer(n) => Val::Int(n),
+        ValueRef::Real(f) => Val::Text(Arc::from(f.to_string())),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Val::Text(Arc::from(String::from_utf8_lossy(t))),
+    }
+}
+
+/// How a field maps to a column.
+#[derive(Clone, Copy)]
+enum Col {
+    /// Stored as it is.
+    Plain(&'static str),
+    /// A reference, stored as the referenced row's id.
+    Ref(&'static str),
+    /// A compound's PON ports (the `compound_pon` table).
+    Pons,
+}
+
+struct Meta {
+    table: &'static str,
+    /// Selects `id, removed` and the fields in [`Resource::fields`] order,
+    /// the row aliased `x`.
+    select: &'static str,
+    key_where: &'static str,
+    cols: &'static [Col],
+}
+
+use Col::{Plain, Pons, Ref};
+
+fn meta(r: Resource) -> Meta {
+    match r {
+        Resource::Sector => Meta {
+            table: "sector",
+            select: "SELECT x.id, x.removed, x.domain, x.code, x.name FROM sector x",
+            key_where: "x.domain = ?1 AND x.code = ?2",
+            cols: &[Plain("domain"), Plain("code"), Plain("name")],
+        },
+        Resource::Zone => Meta {
+            table: "zone",
+            select: "SELECT x.id, x.removed, x.domain, x.code, x.name, s.code FROM zone x \
+                     JOIN sector s ON s.id = x.sector_id",
+            key_where: "x.domain = ?1 AND x.code = ?2",
+            cols: &[
+                Plain("domain"),
+                Plain("code"),
+                Plain("name"),
+                Ref("sector_id"),
+            ],
+        },
+        Resource::City => Meta {
+            table: "city",
+            select: "SELECT x.id, x.removed, x.domain, x.code, x.name, z.code FROM city x \
+                     JOIN zone z ON z.id = x.zone_id",
+            key_where: "x.domain = ?1 AND x.code = ?2",
+            cols: &[
+                Plain("domain"),
+                Plain("code"),
+                Plain("name"),
+                Ref("zone_id"),
+            ],
+        },
+        Resource::Exchange => Meta {
+            table: "exchange",
+            select: "SELECT x.id, x.removed, x.code, x.name, c.code, x.popid, x.area_code \
+                     FROM exchange x LEFT JOIN city c ON c.id = x.city_id",
+            key_where: "x.code = ?1",
+            cols: &[
+                Plain("code"),
+                Plain("name"),
+                Ref("city_id"),
+                Plain("popid"),
+                Plain("area_code"),
+            ],
+        },
+        Resource::Dslam => Meta {
+            table: "dslam",
+            select: "SELECT x.id, x.removed, x.name, e.code, x.ip, x.model, x.technology \
+                     FROM dslam x JOIN exchange e ON e.id = x.exchange_id",
+            key_where: "x.name = ?1",
+            cols: &[
+                Plain("name"),
+                Ref("exchange_id"),
+                Plain("ip"),
+                Plain("model"),
+                Plain("technology"),
+            ],
+        },
+        Resource::Port => Meta {
+            table: "port",
+            select: "SELECT x.id, x.removed, d.name, x.frame, x.slot, x.port, x.state \
+                     FROM port x JOIN dslam d ON d.id = x.dslam_id",
+            key_where: "d.name = ?1 AND x.frame = ?2 AND x.slot = ?3 AND x.port = ?4",
+            cols: &[
+                Ref("dslam_id"),
+                Plain("frame"),
+                Plain("slot"),
+                Plain("port"),
+                Plain("state"),
+            ],
+        },
+        Resource::Olt => Meta {
+            table: "olt",
+            select: "SELECT x.id, x.removed, x.name, e.code, x.ip, x.model \
+                     FROM olt x JOIN exchange e ON e.id = x.exchange_id",
+            key_where: "x.name = ?1",
+            cols: &[
+                Plain("name"),
+                Ref("exchange_id"),
+                Plain("ip"),
+                Plain("model"),
+            ],
+        },
+        Resource::PonPort => Meta {
+            table: "pon_port",
+            select: "SELECT x.id, x.removed, o.name, x.frame, x.slot, x.port, x.max_onts, x.state \
+                     FROM pon_port x JOIN olt o ON o.id = x.olt_id",
+            key_where: "o.name = ?1 AND x.frame = ?2 AND x.slot = ?3 AND x.port = ?4",
+            cols: &[
+                Ref("olt_id"),
+                Plain("frame"),
+                Plain("slot"),
+                Plain("port"),
+                Plain("max_onts"),
+                Plain("state"),
+            ],
+        },
+        Resource::Compound => Meta {
+            table: "compound",
+            select: "SELECT x.id, x.removed, x.code, x.name, e.code, z.code, \
+                     coalesce((SELECT group_concat(k, ' ') FROM \
+                       (SELECT o.name || '/' || p.frame || '/' || p.slot || '/' || p.port AS k \
+                        FROM compound_pon cp JOIN pon_port p ON p.id = cp.pon_port_id \
+                        JOIN olt o ON o.id = p.olt_id WHERE cp.compound_id = x.id ORDER BY k)), '') \
+                     FROM compound x JOIN exchange e ON e.id = x.exchange_id \
+                     LEFT JOIN zone z ON z.id = x.zone_id",
+            key_where: "x.code = ?1",
+            cols: &[
+                Plain("code"),
+                Plain("name"),
+                Ref("exchange_id"),
+                Ref("zone_id"),
+                Pons,
+            ],
+        },
+        Resource::Ont => Meta {
+            table: "ont",
+            select: "SELECT x.id, x.removed, x.serial, \
+                     o.name || '/' || p.frame || '/' || p.slot || '/' || p.port, \
+                     x.ont_id, x.model, x.state, x.origin \
+                     FROM ont x JOIN pon_port p ON p.id = x.pon_port_id JOIN olt o ON o.id = p.olt_id",
+            key_where: "x.serial = ?1",
+            cols: &[
+                Plain("serial"),
+                Ref("pon_port_id"),
+                Plain("ont_id"),
+                Plain("model"),
+                Plain("state"),
+                Plain("origin"),
+            ],
+        },
+        Resource::Vlan => Meta {
+            table: "vlan",
+            select: "SELECT x.id, x.removed, o.name, x.vlan_id, x.purpose, x.state \
+                     FROM vlan x JOIN olt o ON o.id = x.olt_id",
+            key_where: "o.name = ?1 AND x.vlan_id = ?2",
+            cols: &[
+                Ref("olt_id"),
+                Plain("vlan_id"),
+                Plain("purpose"),
+                Plain("state"),
+            ],
+        },
+    }
+}
+
+fn read_row(r: &rusqlite::Row<'_>, n: usize) -> rusqlite::Result<StoredRow> {
+    let mut vals = Vec::with_capacity(n);
+    for i in 0..n {
+        vals.push(val_of(r.get_ref(i + 2)?));
+    }
+    Ok(StoredRow {
+        id: r.get(0)?,
+        removed: r.get::<_, i64>(1)? != 0,
+        vals,
+    })
+}
+
+fn lookup(conn: &Connection, resource: Resource, key: &[Val]) -> StoreResult<Option<StoredRow>> {
+    let m = meta(resource);
+    let sql = format!("{} WHERE {}", m.select, m.key_where);
+    let n = resource.fields().len();
+    conn.prepare_cached(&sql)
+        .map_err(backend)?
+        .query_row(rusqlite::params_from_iter(key.iter()), |r| read_row(r, n))
+        .optional()
+        .map_err(backend)
+}
+
+fn domain_clause(domain: Option<Domain>) -> (&'static str, Option<&'static str>) {
+    match domain {
+        Some(d) => (" AND domain = ?1", Some(d.as_str())),
+        None => ("", None),
+    }
+}
+
+impl SyncRead for SqliteReader {
+    fn sync_lookup(&mut self, resource: Resource, key: &[Val]) -> StoreResult<Option<StoredRow>> {
+        lookup(self.conn(), resource, key)
+    }
+
+    fn sync_by_id(&mut self, resource: Resource, id: i64) -> StoreResult<Option<StoredRow>> {
+        let m = meta(resource);
+        let sql = format!("{} WHERE x.id = ?1", m.select);
+        let n = resource.fields().len();
+        self.conn()
+            .prepare_cached(&sql)
+            .map_err(backend)?
+            .query_row([id], |r| read_row(r, n))
+            .optional()
+            .map_err(backend)
+    }
+
+    fn sync_live_ids(
+        &mut self,
+        resource: Resource,
+        domain: Option<Domain>,
+        each: &mut dyn FnMut(i64),
+    ) -> StoreResult<()> {
+        let (clause, d) = domain_clause(domain);
+        let sql = format!(
+            "SELECT id FROM {} WHERE removed = 0{clause}",
+            meta(resource).table
+        );
+        let mut st = self.conn().prepare_cached(&sql).map_err(backend)?;
+        let mut rows = match d {
+            Some(d) => st.query([d]),
+            None => st.query([]),
+        }
+        .map_err(backend)?;
+        while let Some(r) = rows.next().map_err(backend)? {
+            each(r.get(0).map_err(backend)?);
+        }
+        Ok(())
+    }
+
+    fn sync_live_count(&mut self, resource: Resource, domain: Option<Domain>) -> StoreResult<u64> {
+        let (clause, d) = domain_clause(domain);
+        let sql = format!(
+            "SELECT count(*) FROM {} WHERE removed = 0{clause}",
+            meta(resource).table
+        );
+        let mut st = self.conn().prepare_cached(&sql).map_err(backend)?;
+        let n: i64 = match d {
+            Some(d) => st.query_row([d], |r| r.get(0)),
+            None => st.query_row([], |r| r.get(0)),
+        }
+        .map_err(backend)?;
+        Ok(n.max(0) as u64)
+    }
+
+    fn sync_ont_at(&mut self, pon: &[Val], ont_id: i64) -> StoreResult<Option<(i64, String)>> {
+        let get = |i: usize| pon.get(i).cloned().unwrap_or(Val::Null);
+        self.conn()
+            .prepare_cached(
+                "SELECT t.id, t.serial FROM ont t JOIN pon_port p ON p.id = t.pon_port_id \
+                 JOIN olt o ON o.id = p.olt_id \
+                 WHERE o.name = ?1 AND p.frame = ?2 AND p.slot = ?3 AND p.port = ?4 AND t.place = ?5",
+            )
+            .map_err(backend)?
+            .query_row(params![get(0), get(1), get(2), get(3), ont_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(backend)
+    }
+
+    fn sync_ont_created(&mut self, id: i64) -> StoreResult<Option<String>> {
+        self.conn()
+            .prepare_cached("SELECT created FROM ont WHERE id = ?1")
+            .map_err(backend)?
+            .query_row([id], |r| r.get(0))
+            .optional()
+            .map_err(backend)
+    }
+
+    fn last_sync_watermark(&mut self, system: &str) -> StoreResult<Option<String>> {
+        self.conn()
+            .prepare_cached(
+                "SELECT watermark FROM sync_run WHERE system = ?1 AND status = 'SUCCEEDED' \
+                 AND watermark IS NOT NULL ORDER BY id DESC LIMIT 1",
+            )
+            .map_err(backend)?
+            .query_row([system], |r| r.get(0))
+            .optional()
+            .map_err(backend)
+    }
+
+    fn sync_runs(&mut self, system: Option<&str>, limit: usize) -> StoreResult<Vec<SyncRunRec>> {
+        let mut st = self
+            .conn()
+            .prepare_cached(
+                "SELECT id, system, kind, snapshot, watermark, since, started, ended, status, forced, \
+                 added, changed, removed, rejected, conflicts, error FROM sync_run \
+                 WHERE ?1 IS NULL OR system = ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(backend)?;
+        let rows = st
+            .query_map(params![system, limit as i64], |r| {
+                let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+                Ok(SyncRunRec {
+                    id: r.get(0)?,
+                    system: r.get(1)?,
+                    kind: r.get(2)?,
+                    snapshot: r.get(3)?,
+                    watermark: r.get(4)?,
+                    since: r.get(5)?,
+                    started: r.get(6)?,
+                    ended: r.get(7)?,
+                    status: r.get(8)?,
+                    forced: r.get::<_, i64>(9)? != 0,
+                    counts: SyncCounts {
+                        added: n(10)?,
+                        changed: n(11)?,
+                        removed: n(12)?,
+                        rejected: n(13)?,
+                        conflicts: n(14)?,
+                    },
+                    error: r.get(15)?,
+                })
+            })
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+}
+
+fn cache_key(resource: Resource, key: &[Val]) -> (Resource, String) {
+    let mut s = String::new();
+    for v in key {
+        s.push_str(&v.to_string().to_lowercase());
+        s.push('\u{1f}');
+    }
+    (resource, s)
+}
+
+/// The id of a referenced row (removed or not) by natural key.
+fn resolve(
+    conn: &Connection,
+    ids: &mut IdCache,
+    resource: Resource,
+    key: &[Val],
+) -> StoreResult<i64> {
+    let k = cache_key(resource, key);
+    if let Some(id) = ids.0.get(&k) {
+        return Ok(*id);
+    }
+    let id = lookup(conn, resource, key)?.map(|r| r.id).ok_or_else(|| {
+        let parts: Vec<String> = key.iter().map(|v| v.to_string()).collect();
+        StoreError::Data(format!("unknown {resource} {}", parts.join("/")))
+    })?;
+    ids.0.insert(k, id);
+    Ok(id)
+}
+
+/// The value of field `i` as stored: references resolved to ids.
+fn column_value(
+    conn: &Connection,
+    ids: &mut IdCache,
+    rec: &Record,
+    refs: &[(usize, Resource, Box<[Val]>)],
+    i: usize,
+) -> StoreResult<Val> {
+    match meta(rec.resource).cols.get(i) {
+        Some(Ref(_)) => match refs.iter().find(|(f, _, _)| *f == i) {
+            Some((_, parent, key)) => Ok(Val::Int(resolve(conn, ids, *parent, key)?)),
+            None => Ok(Val::Null),
+        },
+        _ => Ok(rec.vals.get(i).cloned().unwrap_or(Val::Null)),
+    }
+}
+
+fn set_pons(
+    conn: &Connection,
+    ids: &mut IdCache,
+    compound: i64,
+    refs: &[(usize, Resource, Box<[Val]>)],
+) -> StoreResult<()> {
+    conn.prepare_cached("DELETE FROM compound_pon WHERE compound_id = ?1")
+        .map_err(backend)?
+        .execute([compound])
+        .map_err(backend)?;
+    for (_, parent, key) in refs.iter().filter(|(f, _, _)| *f == 4) {
+        let pon = resolve(conn, ids, *parent, key)?;
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO compound_pon (compound_id, pon_port_id) VALUES (?1, ?2)",
+        )
+        .map_err(backend)?
+        .execute([compound, pon])
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+impl SqliteWriter {
+    /// Intake caches exchanges and DSLAMs; a sync that changes them drops the cache.
+    fn sync_touches(&mut self, resource: Resource) {
+        if matches!(resource, Resource::Exchange | Resource::Dslam) {
+            self.cache = InventoryCache::default();
+        }
+    }
+}
+
+impl SyncWrite for SqliteWriter {
+    fn sync_claim(
+        &mut self,
+        system: &str,
+        holder: &str,
+        now: i64,
+        expires: i64,
+        at: &str,
+    ) -> StoreResult<Option<String>> {
+        let conn = &self.conn;
+        let cur: Option<(String, Option<i64>, i64)> = conn
+            .prepare_cached("SELECT holder, run_id, expires FROM sync_lock WHERE system = ?1")
+            .map_err(backend)?
+            .query_row([system], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()
+            .map_err(backend)?;
+        if let Some((other, run, exp)) = cur {
+            if exp > now && other != holder {
+                return Ok(Some(other));
+            }
+            if let Some(run) = run {
+                conn.prepare_cached(
+                    "UPDATE sync_run SET status = 'FAILED', ended = ?2, \
+                     error = 'lease expired (the process running it stopped)' \
+                     WHERE id = ?1 AND status = 'RUNNING'",
+                )
+                .map_err(backend)?
+                .execute(params![run, at])
+                .map_err(backend)?;
+            }
+        }
+        conn.prepare_cached(
+            "INSERT INTO sync_lock (system, holder, run_id, expires) VALUES (?1, ?2, NULL, ?3) \
+             ON CONFLICT (system) DO UPDATE SET holder = excluded.holder, run_id = NULL, \
+             expires = excluded.expires",
+        )
+        .map_err(backend)?
+        .execute(params![system, holder, expires])
+        .map_err(backend)?;
+        Ok(None)
+    }
+
+    fn sync_renew(&mut self, system: &str, holder: &str, expires: i64) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached("UPDATE sync_lock SET expires = ?3 WHERE system = ?1 AND holder = ?2")
+            .map_err(backend)?
+            .execute(params![system, holder, expires])
+            .map_err(backend)?;
+        Ok(n == 1)
+    }
+
+    fn sync_release(&mut self, system: &str, holder: &str) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("DELETE FROM sync_lock WHERE system = ?1 AND holder = ?2")
+            .map_err(backend)?
+            .execute([system, holder])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn sync_run_start(
+        &mut self,
+        system: &str,
+        kind: &str,
+        since: Option<&str>,
+        forced: bool,
+        holder: &str,
+        at: &str,
+    ) -> StoreResult<i64> {
+        let id: i64 = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO sync_run (system, kind, since, started, status, forced) \
+                 VALUES (?1, ?2, ?3, ?4, 'RUNNING', ?5) RETURNING id",
+            )
+            .map_err(backend)?
+            .query_row(params![system, kind, since, at, forced], |r| r.get(0))
+            .map_err(backend)?;
+        self.conn
+            .prepare_cached("UPDATE sync_lock SET run_id = ?3 WHERE system = ?1 AND holder = ?2")
+            .map_err(backend)?
+            .execute(params![system, holder, id])
+            .map_err(backend)?;
+        Ok(id)
+    }
+
+    fn sync_run_end(&mut self, e: &RunEnd<'_>) -> StoreResult<()> {
+        let c = e.counts;
+        self.conn
+            .prepare_cached(
+                "UPDATE sync_run SET status = ?2, snapshot = coalesce(?3, snapshot), watermark = ?4, \
+                 ended = ?5, added = ?6, changed = ?7, removed = ?8, rejected = ?9, conflicts = ?10, \
+                 error = ?11 WHERE id = ?1",
+            )
+            .map_err(backend)?
+            .execute(params![
+                e.run_id,
+                e.status,
+                e.snapshot,
+                e.watermark,
+                e.ended,
+                c.added as i64,
+                c.changed as i64,
+                c.removed as i64,
+                c.rejected as i64,
+                c.conflicts as i64,
+                e.error
+            ])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn sync_insert(&mut self, rec: &Record, ids: &mut IdCache, at: &str) -> StoreResult<i64> {
+        self.sync_touches(rec.resource);
+        let m = meta(rec.resource);
+        let refs = rec.refs();
+        let mut cols = Vec::new();
+        let mut vals = Vec::new();
+        for (i, col) in m.cols.iter().enumerate() {
+            let name = match col {
+                Plain(c) | Ref(c) => *c,
+                Pons => continue,
+            };
+            cols.push(name);
+            vals.push(column_value(&self.conn, ids, rec, &refs, i)?);
+        }
+        cols.push("updated");
+        vals.push(Val::Text(Arc::from(at)));
+        if rec.resource == Resource::Ont {
+            cols.push("created");
+            vals.push(Val::Text(Arc::from(at)));
+        }
+        let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({}) RETURNING id",
+            m.table,
+            cols.join(", "),
+            marks.join(", ")
+        );
+        let id: i64 = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(backend)?
+            .query_row(rusqlite::params_from_iter(vals.iter()), |r| r.get(0))
+            .map_err(backend)?;
+        if rec.resource.is_parent() {
+            ids.0.insert(cache_key(rec.resource, rec.key()), id);
+        }
+        if rec.resource == Resource::Compound {
+            set_pons(&self.conn, ids, id, &refs)?;
+        }
+        Ok(id)
+    }
+
+    fn sync_update(
+        &mut self,
+        id: i64,
+        rec: &Record,
+        changed: &[usize],
+        restore: bool,
+        ids: &mut IdCache,
+        at: &str,
+    ) -> StoreResult<()> {
+        self.sync_touches(rec.resource);
+        let m = meta(rec.resource);
+        let refs = rec.refs();
+        for &i in changed {
+            let col = match m.cols.get(i) {
+                Some(Plain(c) | Ref(c)) => *c,
+                Some(Pons) => {
+                    set_pons(&self.conn, ids, id, &refs)?;
+                    continue;
+                }
+                None => continue,
+            };
+            let v = column_value(&self.conn, ids, rec, &refs, i)?;
+            let sql = format!(
+                "UPDATE {} SET {col} = ?1, updated = ?2 WHERE id = ?3",
+                m.table
+            );
+            self.conn
+                .prepare_cached(&sql)
+                .map_err(backend)?
+                .execute(params![v, at, id])
+                .map_err(backend)?;
+        }
+        if restore {
+            let sql = format!(
+                "UPDATE {} SET removed = 0, updated = ?1 WHERE id = ?2",
+                m.table
+            );
+            self.conn
+                .prepare_cached(&sql)
+                .map_err(backend)?
+                .execute(params![at, id])
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn sync_remove(&mut self, resource: Resource, id: i64, at: &str) -> StoreResult<()> {
+        self.sync_touches(resource);
+        let sql = format!(
+            "UPDATE {} SET removed = 1, updated = ?1 WHERE id = ?2",
+            meta(resource).table
+        );
+        self.conn
+            .prepare_cached(&sql)
+            .map_err(backend)?
+            .execute(params![at, id])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn sync_holder(&mut self, resource: Resource, id: i64) -> StoreResult<Option<Holder>> {
+        let table = match resource {
+            Resource::Port => "port",
+            Resource::Ont => "ont",
+            _ => return Ok(None),
+        };
+        let sql = format!(
+            "SELECT s.id, s.user_name, s.service_type, s.state FROM {table} x \
+             JOIN service s ON s.id = x.service_id WHERE x.id = ?1"
+        );
+        self.conn
+            .prepare_cached(&sql)
+            .map_err(backend)?
+            .query_row([id], |r| {
+                Ok(Holder {
+                    service_id: r.get(0)?,
+                    user_name: r.get(1)?,
+                    service_type: r.get(2)?,
+                    active: r.get::<_, String>(3)? == "ACTIVE",
+                })
+            })
+            .optional()
+            .map_err(backend)
+    }
+
+    fn sync_flag_conflict(&mut self, service_id: i64, reason: &str, at: &str) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE service SET conflict = 1, conflict_reason = ?2, updated = ?3 WHERE id = ?1",
+            )
+            .map_err(backend)?
+            .execute(params![service_id, reason, at])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn log_resource(&mut self, e: &ResourceLogWrite<'_>) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO resource_log (at, actor, ip, resource_type, code, name, operation, \
+                 old_values, new_values) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .map_err(backend)?
+            .execute(params![
+                e.at,
+                e.actor,
+                e.ip,
+                e.resource_type,
+                e.code,
+                e.name,
+                e.operation,
+                e.old_values,
+                e.new_values
+            ])
+            .map_err(backend)?;
+        Ok(())
+    }
+}
