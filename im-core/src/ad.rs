@@ -60,9 +60,9 @@ pub(crate) fn tls_config(pem: &[u8]) -> Result<rustls::ClientConfig, String> {
 
 /// A client config builder on the ring provider, given explicitly (never the
 /// process default, which panics when an embedder compiles in two providers).
-/// The workspace's one provider is ring (docs: rust-dependencies.md §9);
-/// rustls 0.23.48 deprecates `ring::default_provider` only for its lack of
-/// post-quantum key exchange.
+/// The workspace's one crypto provider is ring (two compiled-in providers
+/// make rustls's defaults panic); rustls 0.23.48 deprecates
+/// `ring::default_provider` only for its lack of post-quantum key exchange.
 #[allow(deprecated)]
 fn provider_builder()
 -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>, String> {
@@ -73,9 +73,8 @@ fn provider_builder()
 
 /// The search filter for `user`: `{user}` replaced by the RFC 4515-escaped value.
 ///
-/// ```ignore
-/// assert_eq!(search_filter("(uid={user})", "*)(uid=*"), "(uid=\\2a\\29\\28uid=\\2a)");
-/// ```
+/// For example, `(uid={user})` with the user `*)(uid=*` becomes
+/// `(uid=\2a\29\28uid=\2a)`.
 pub(crate) fn search_filter(filter: &str, user: &str) -> String {
     filter.replace("{user}", &ldap3::ldap_escape(user))
 }

@@ -1,5 +1,5 @@
-//! A throw-away OpenLDAP slapd with LDAPS on loopback, for tests (adapted
-//! from docs: real-test-components.md §1): a temp dir, an openssl-generated
+//! A throw-away OpenLDAP slapd with LDAPS on loopback, for tests: a temp
+//! dir, an openssl-generated
 //! CA and server certificate (SAN IP:127.0.0.1, DNS:localhost), a second CA
 //! that signed nothing, AD-like attributes (`sAMAccountName`,
 //! `userPrincipalName`), users alice/bob/carol (password `<name>pass`) and a
