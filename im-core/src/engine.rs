@@ -177,7 +177,8 @@ impl Im {
     /// Opens (creating and migrating when needed) the SQLite database and the
     /// key file of `config`, and starts the writer and read threads.
     pub fn open(config: CoreConfig) -> Result<Im, CoreError> {
-        let store = SqliteStore::open(&config.db_path, config.synchronous)?;
+        let store = SqliteStore::open(&config.db_path, config.synchronous)?
+            .with_background_checkpoint(config.background_checkpoint);
         let secrets = Secrets::load_or_create(&config.key_file)?;
         Im::with_store(store, secrets, config)
     }

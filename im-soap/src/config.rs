@@ -195,6 +195,8 @@ pub struct StoreSettings {
     pub credential_cache_ttl: HumanDuration,
     /// Read-only connections. Default 4.
     pub read_connections: usize,
+    /// Checkpoint the WAL from a background thread. Default `false`.
+    pub background_checkpoint: bool,
 }
 
 impl Default for StoreSettings {
@@ -207,6 +209,7 @@ impl Default for StoreSettings {
             queue_timeout: HumanDuration(c.queue_timeout),
             credential_cache_ttl: HumanDuration(c.credential_cache_ttl),
             read_connections: c.read_connections,
+            background_checkpoint: c.background_checkpoint,
         }
     }
 }
@@ -433,6 +436,7 @@ impl ServerConfig {
         c.queue_timeout = self.store.queue_timeout.get();
         c.credential_cache_ttl = self.store.credential_cache_ttl.get();
         c.read_connections = self.store.read_connections;
+        c.background_checkpoint = self.store.background_checkpoint;
         c
     }
 }
