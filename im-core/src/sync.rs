@@ -757,11 +757,17 @@ pub(crate) enum WriterReply {
     Ended,
 }
 
+/// Now, in Unix milliseconds (the unit of `sync_lock.expires`).
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2))
         .unwrap_or(0)
+}
+
+/// The lease's expiry, in Unix milliseconds like [`unix_now`].
+fn lease_expiry(now: i64, lease: std::time::Duration) -> i64 {
+    now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2))
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -787,13 +793,9 @@ pub(crate) fn run_writer_op<W: WriteConn>(
             lease,
         } => in_tx(conn, |c| {
             let now = unix_now();
-            if let Some(other) = c.sync_claim(
-                system.as_str(),
-                &holder,
-                now,
-                now + lease.as_secs() as i64,
-                &at,
-            )? {
+            if let Some(other) =
+                c.sync_claim(system.as_str(), &holder, now, lease_expiry(now, lease), &at)?
+            {
                 return Ok(WriterReply::Held(other));
             }
             let id = c.sync_run_start(
@@ -811,7 +813,7 @@ pub(crate) fn run_writer_op<W: WriteConn>(
             holder,
             lease,
         } => in_tx(conn, |c| {
-            let exp = unix_now() + lease.as_secs() as i64;
+            let exp = lease_expiry(unix_now(), lease);
             Ok(WriterReply::Renewed(c.sync_renew(
                 system.as_str(),
                 &holder,
@@ -840,7 +842,23 @@ pub(crate) fn run_writer_op<W: WriteConn>(
             Ok(WriterReply::Ended)
         }),
         WriterOp::Apply(plan) => {
-            match in_tx(conn, |c| apply(c, &plan, &at).map(WriterReply::Applied)) {
+            let applied = in_tx(conn, |c| {
+                // A run whose lease was taken over (it stalled past its
+                // expiry) must not apply: the run that took over owns the
+                // inventory now.
+                let held = c.sync_renew(
+                    plan.system.as_str(),
+                    &plan.holder,
+                    lease_expiry(unix_now(), std::time::Duration::from_secs(600)),
+                )?;
+                if !held {
+                    return Err(StoreError::Data(
+                        "the run's lease was taken over by another run".into(),
+                    ));
+                }
+                apply(c, &plan, &at).map(WriterReply::Applied)
+            });
+            match applied {
                 Ok(r) => Ok(r),
                 Err(e) => {
                     let msg = format!("apply failed: {e}");

@@ -18,8 +18,8 @@ CREATE TABLE sync_run (
 CREATE INDEX sync_run_system ON sync_run (system, status, id);
 
 -- The lease that keeps two runs of one system from overlapping, also across
--- processes: claimed in a write transaction when free or expired (unix
--- seconds), renewed while the run reads, released when it ends.
+-- processes: claimed in a write transaction when free or expired (`expires`
+-- in unix milliseconds), renewed while the run reads, released when it ends.
 CREATE TABLE sync_lock (
   system TEXT PRIMARY KEY CHECK (system IN ('matrix','ematrix')),
   holder TEXT NOT NULL, run_id INTEGER, expires INTEGER NOT NULL) STRICT;
