@@ -483,7 +483,10 @@ pub fn install_if_empty(im: &crate::Im) -> Result<bool, crate::CoreError> {
         return Ok(false);
     }
     im.load_inventory(inventory(&DemoSpec::default()))?;
-    im.set_om_account(DEMO_OM_USER, DEMO_OM_PASSWORD)?;
+    // An OM account set up before the first start (im-admin) is kept.
+    if !im.account_exists(DEMO_OM_USER)? {
+        im.set_om_account(DEMO_OM_USER, DEMO_OM_PASSWORD)?;
+    }
     Ok(true)
 }
 

@@ -109,8 +109,12 @@ enum WriteMsg {
     Lifecycle(lifecycle::Op, LifecycleReply),
     Sync(Box<sync::WriterOp>, SyncReply),
     Login(Box<crate::login::WriterOp>, LoginReply),
+    Exec(WriterJob),
     Stop,
 }
+
+/// A store-specific job run on the writer's connection (see [`crate::admin`]).
+pub(crate) type WriterJob = Box<dyn FnOnce(&mut dyn std::any::Any) + Send>;
 
 type LoginReply = oneshot::Sender<Result<crate::login::WriterReply, CoreError>>;
 
@@ -412,6 +416,14 @@ impl Im {
         Ok(block_on(self.read(|r| r.inventory_is_empty()))?)
     }
 
+    /// Whether an account with this login (any mode, enabled or not) exists.
+    pub fn account_exists(&self, login: &str) -> Result<bool, CoreError> {
+        let login = login.to_string();
+        Ok(block_on(
+            self.read(move |r| Ok(r.account(&login)?.is_some())),
+        )?)
+    }
+
     /// Creates the OM account `login` (LOCAL, with the role that allows the OM
     /// interface) or resets its password; drops cached credentials.
     pub fn set_om_account(&self, login: &str, password: &str) -> Result<(), CoreError> {
@@ -670,6 +682,14 @@ impl Im {
             .map_err(|_| CoreError::Closed)
     }
 
+    /// Queues a job on the writer's connection, given as `&mut dyn Any`.
+    pub(crate) fn send_writer_job(&self, job: WriterJob) -> Result<(), CoreError> {
+        self.inner
+            .writer
+            .send(WriteMsg::Exec(job))
+            .map_err(|_| CoreError::Closed)
+    }
+
     /// Forgets every cached OM credential (a password changed).
     pub(crate) fn clear_credential_cache(&self) {
         self.inner.cache.clear();
@@ -734,12 +754,14 @@ fn write_loop<W: WriteConn>(
         let mut life = Vec::new();
         let mut syncs = Vec::new();
         let mut logins = Vec::new();
+        let mut jobs = Vec::new();
         let mut push = |m: WriteMsg, batch: &mut Vec<WriteJob>, stopping: &mut bool| match m {
             WriteMsg::Call(j) => batch.push(j),
             WriteMsg::Admin(op, reply) => admin.push((op, reply)),
             WriteMsg::Lifecycle(op, reply) => life.push((op, reply)),
             WriteMsg::Sync(op, reply) => syncs.push((op, reply)),
             WriteMsg::Login(op, reply) => logins.push((op, reply)),
+            WriteMsg::Exec(job) => jobs.push(job),
             WriteMsg::Stop => *stopping = true,
         };
         push(first, &mut batch, &mut stopping);
@@ -778,6 +800,9 @@ fn write_loop<W: WriteConn>(
         }
         for (op, reply) in logins {
             let _ = reply.send(crate::login::run_writer_op(&mut conn, *op));
+        }
+        for job in jobs {
+            job(&mut conn);
         }
     }
 }

@@ -29,6 +29,7 @@
 
 #[cfg(feature = "ad")]
 mod ad;
+pub mod admin;
 pub mod auth;
 pub mod codes;
 pub mod config;

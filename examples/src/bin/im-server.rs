@@ -186,8 +186,11 @@ fn install_demo(im: &Im, ports: u64) -> Result<bool, String> {
         im.load_inventory(part)
             .map_err(|e| format!("demo data: {e}"))?;
     }
-    im.set_om_account(DEMO_OM_USER, DEMO_OM_PASSWORD)
-        .map_err(|e| format!("demo data: {e}"))?;
+    // An OM account set up before the first start (im-admin) is kept.
+    if !im.account_exists(DEMO_OM_USER).map_err(|e| e.to_string())? {
+        im.set_om_account(DEMO_OM_USER, DEMO_OM_PASSWORD)
+            .map_err(|e| format!("demo data: {e}"))?;
+    }
     Ok(true)
 }
 
