@@ -307,14 +307,6 @@ impl Val {
             _ => None,
         }
     }
-
-    fn json(&self) -> serde_json::Value {
-        match self {
-            Val::Null => serde_json::Value::Null,
-            Val::Int(n) => serde_json::Value::from(*n),
-            Val::Text(t) => serde_json::Value::from(t.as_ref()),
-        }
-    }
 }
 
 impl fmt::Display for Val {
@@ -408,12 +400,16 @@ fn pon_key(s: &str) -> Box<[Val]> {
 }
 
 fn key_text(resource: Resource, key: &[Val]) -> String {
-    let parts: Vec<String> = key.iter().map(|v| v.to_string()).collect();
-    if resource.has_domain() {
-        parts.join(":")
-    } else {
-        parts.join("/")
+    use std::fmt::Write;
+    let sep = if resource.has_domain() { ':' } else { '/' };
+    let mut out = String::with_capacity(24);
+    for (i, v) in key.iter().enumerate() {
+        if i > 0 {
+            out.push(sep);
+        }
+        let _ = write!(out, "{v}");
     }
+    out
 }
 
 /// The natural key of a row a source reports removed (a tombstone).
@@ -688,18 +684,152 @@ impl Bitset {
 /// A change the writer applies.
 #[derive(Debug)]
 pub(crate) enum Change {
-    Insert(Record),
-    Update {
-        id: i64,
-        old: Box<[Val]>,
-        new: Record,
-        restore: bool,
-    },
-    Remove {
-        resource: Resource,
-        id: i64,
-        old: Box<[Val]>,
-    },
+    /// A row to insert, packed in the session's [`Packed`] (at this offset).
+    Insert(usize),
+    Update(Box<Update>),
+    Remove(Box<Remove>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Update {
+    id: i64,
+    old: Box<[Val]>,
+    new: Record,
+    restore: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Remove {
+    resource: Resource,
+    id: i64,
+    old: Box<[Val]>,
+}
+
+const ALL_RESOURCES: [Resource; 11] = [
+    Resource::Sector,
+    Resource::Zone,
+    Resource::City,
+    Resource::Exchange,
+    Resource::Dslam,
+    Resource::Port,
+    Resource::Olt,
+    Resource::PonPort,
+    Resource::Compound,
+    Resource::Ont,
+    Resource::Vlan,
+];
+
+/// Rows to insert, packed into bytes: a first load's diff is the whole
+/// inventory, so it is kept compact (repeated short texts once, in a table).
+#[derive(Debug, Default)]
+pub(crate) struct Packed {
+    bytes: Vec<u8>,
+    dict: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, u32>,
+}
+
+const PACK_NULL: u8 = 0;
+const PACK_INT: u8 = 1;
+const PACK_DICT: u8 = 2;
+const PACK_TEXT: u8 = 3;
+
+impl Packed {
+    fn put_var(&mut self, mut n: u64) {
+        while n >= 0x80 {
+            self.bytes.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        self.bytes.push(n as u8);
+    }
+
+    fn var(&self, at: &mut usize) -> u64 {
+        let mut n = 0u64;
+        let mut shift = 0;
+        while let Some(&b) = self.bytes.get(*at) {
+            *at += 1;
+            n |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        n
+    }
+
+    /// Appends a row; returns its offset.
+    fn push(&mut self, rec: &Record) -> usize {
+        let at = self.bytes.len();
+        self.bytes.push(rec.resource as u8);
+        self.put_var(rec.vals.len() as u64);
+        for v in rec.vals.iter() {
+            match v {
+                Val::Null => self.bytes.push(PACK_NULL),
+                Val::Int(n) => {
+                    self.bytes.push(PACK_INT);
+                    self.put_var(((*n << 1) ^ (*n >> 63)) as u64);
+                }
+                Val::Text(t) => {
+                    let idx = match self.index.get(t) {
+                        Some(&i) => Some(i),
+                        None if t.len() <= 64 && self.dict.len() < 1 << 16 => {
+                            let i = self.dict.len() as u32;
+                            self.dict.push(Arc::clone(t));
+                            self.index.insert(Arc::clone(t), i);
+                            Some(i)
+                        }
+                        None => None,
+                    };
+                    match idx {
+                        Some(i) => {
+                            self.bytes.push(PACK_DICT);
+                            self.put_var(u64::from(i));
+                        }
+                        None => {
+                            self.bytes.push(PACK_TEXT);
+                            self.put_var(t.len() as u64);
+                            self.bytes.extend_from_slice(t.as_bytes());
+                        }
+                    }
+                }
+            }
+        }
+        at
+    }
+
+    /// The row at an offset.
+    fn get(&self, mut at: usize) -> Record {
+        let resource = ALL_RESOURCES[usize::from(self.bytes[at]) % ALL_RESOURCES.len()];
+        at += 1;
+        let n = self.var(&mut at) as usize;
+        let mut vals = Vec::with_capacity(n);
+        for _ in 0..n {
+            let tag = self.bytes.get(at).copied().unwrap_or(PACK_NULL);
+            at += 1;
+            vals.push(match tag {
+                PACK_INT => {
+                    let z = self.var(&mut at);
+                    Val::Int(((z >> 1) as i64) ^ -((z & 1) as i64))
+                }
+                PACK_DICT => {
+                    let i = self.var(&mut at) as usize;
+                    self.dict
+                        .get(i)
+                        .map_or(Val::Null, |t| Val::Text(Arc::clone(t)))
+                }
+                PACK_TEXT => {
+                    let len = self.var(&mut at) as usize;
+                    let b = self.bytes.get(at..at + len).unwrap_or_default();
+                    at += len;
+                    Val::Text(Arc::from(String::from_utf8_lossy(b)))
+                }
+                _ => Val::Null,
+            });
+        }
+        Record {
+            resource,
+            vals: vals.into_boxed_slice(),
+        }
+    }
 }
 
 /// Everything the writer needs to apply a run.
@@ -712,6 +842,7 @@ pub(crate) struct Plan {
     watermark: Option<String>,
     rejected: u64,
     changes: Vec<Change>,
+    packed: Packed,
 }
 
 /// What applying a plan did.
@@ -908,13 +1039,42 @@ fn in_tx<W: WriteConn, T>(
 
 fn json_of(resource: Resource, vals: &[Val], idx: &[usize]) -> String {
     let names = resource.fields();
-    let mut m = serde_json::Map::new();
-    for &i in idx {
-        if let (Some(n), Some(v)) = (names.get(i), vals.get(i)) {
-            m.insert((*n).to_string(), v.json());
+    // Keys in sorted order, as a `serde_json::Map` writes them.
+    let mut fields: Vec<(&str, &Val)> = idx
+        .iter()
+        .filter_map(|&i| Some((*names.get(i)?, vals.get(i)?)))
+        .collect();
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    fields.dedup_by(|a, b| a.0 == b.0);
+    let mut out = String::with_capacity(16 + 24 * fields.len());
+    out.push('{');
+    for (n, (name, v)) in fields.into_iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        json_str(&mut out, name);
+        out.push(':');
+        match v {
+            Val::Null => out.push_str("null"),
+            Val::Int(x) => {
+                use std::fmt::Write;
+                let _ = write!(out, "{x}");
+            }
+            Val::Text(t) => json_str(&mut out, t),
         }
     }
-    serde_json::Value::Object(m).to_string()
+    out.push('}');
+    out
+}
+
+fn json_str(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::from(s).to_string());
+    }
 }
 
 fn state_of(resource: Resource, vals: &[Val]) -> Option<&str> {
@@ -965,7 +1125,8 @@ fn apply<W: WriteConn>(conn: &mut W, plan: &Plan, at: &str) -> Result<Applied, S
     };
     for change in &plan.changes {
         match change {
-            Change::Insert(rec) => {
+            Change::Insert(off) => {
+                let rec = &plan.packed.get(*off);
                 conn.sync_insert(rec, &mut ids, at)?;
                 let all: Vec<usize> = (0..rec.vals.len()).collect();
                 conn.log_resource(&ResourceLogWrite {
@@ -981,12 +1142,13 @@ fn apply<W: WriteConn>(conn: &mut W, plan: &Plan, at: &str) -> Result<Applied, S
                 })?;
                 out.counts.added += 1;
             }
-            Change::Update {
-                id,
-                old,
-                new,
-                restore,
-            } => {
+            Change::Update(u) => {
+                let Update {
+                    id,
+                    old,
+                    new,
+                    restore,
+                } = &**u;
                 let k = new.resource.key_len();
                 let changed: Vec<usize> = (k..new.vals.len())
                     .filter(|&i| old.get(i) != new.vals.get(i))
@@ -1034,7 +1196,8 @@ fn apply<W: WriteConn>(conn: &mut W, plan: &Plan, at: &str) -> Result<Applied, S
                     flag(conn, &mut out, new.resource, *id, &code, "reported FAULTY")?;
                 }
             }
-            Change::Remove { resource, id, old } => {
+            Change::Remove(r) => {
+                let Remove { resource, id, old } = &**r;
                 conn.sync_remove(*resource, *id, at)?;
                 let rec = Record {
                     resource: *resource,
@@ -1090,12 +1253,24 @@ impl Interner {
 }
 
 fn norm(resource: Resource, key: &[Val]) -> (Resource, String) {
-    let mut s = String::new();
+    let mut s = String::with_capacity(24);
+    norm_into(&mut s, key);
+    (resource, s)
+}
+
+fn norm_into(s: &mut String, key: &[Val]) {
     for v in key {
-        s.push_str(&v.to_string().to_lowercase());
+        match v {
+            Val::Null => {}
+            Val::Int(n) => {
+                use std::fmt::Write;
+                let _ = write!(s, "{n}");
+            }
+            Val::Text(t) if t.is_ascii() => s.extend(t.chars().map(|c| c.to_ascii_lowercase())),
+            Val::Text(t) => s.push_str(&t.to_lowercase()),
+        }
         s.push('\u{1f}');
     }
-    (resource, s)
 }
 
 fn key_hash(resource: Resource, key: &[Val]) -> u64 {
@@ -1122,9 +1297,11 @@ pub struct SyncSession {
     snapshot: Option<String>,
     watermark: Option<String>,
     changes: Vec<Change>,
+    packed: Packed,
     seen: HashMap<Resource, Bitset>,
     added_keys: HashSet<u64>,
     parents: HashSet<(Resource, String)>,
+    scratch: String,
     interner: Interner,
     elements: u64,
     rejected: u64,
@@ -1194,9 +1371,11 @@ impl Im {
             snapshot: None,
             watermark: None,
             changes: Vec::new(),
+            packed: Packed::default(),
             seen: HashMap::new(),
             added_keys: HashSet::new(),
             parents: HashSet::new(),
+            scratch: String::new(),
             interner: Interner::default(),
             elements: 0,
             rejected: 0,
@@ -1514,8 +1693,11 @@ impl SyncSession {
     }
 
     fn parent_known(&mut self, resource: Resource, key: &[Val]) -> Result<bool, SyncError> {
-        let k = norm(resource, key);
+        let mut k = (resource, std::mem::take(&mut self.scratch));
+        k.1.clear();
+        norm_into(&mut k.1, key);
         if self.parents.contains(&k) {
+            self.scratch = k.1;
             return Ok(true);
         }
         let live = self
@@ -1557,7 +1739,8 @@ impl SyncSession {
                 if resource.is_parent() {
                     self.parents.insert(norm(resource, rec.key()));
                 }
-                self.changes.push(Change::Insert(rec));
+                let off = self.packed.push(&rec);
+                self.changes.push(Change::Insert(off));
             }
             Some(StoredRow { id, removed, vals }) => {
                 if self.seen.entry(resource).or_default().set(id) {
@@ -1577,12 +1760,12 @@ impl SyncSession {
                 if resource.is_parent() {
                     self.parents.insert(norm(resource, rec.key()));
                 }
-                self.changes.push(Change::Update {
+                self.changes.push(Change::Update(Box::new(Update {
                     id,
                     old: vals.into_boxed_slice(),
                     new: rec,
                     restore: removed,
-                });
+                })));
             }
         }
         Ok(())
@@ -1635,11 +1818,11 @@ impl SyncSession {
                 return Ok(());
             }
         }
-        self.changes.push(Change::Remove {
+        self.changes.push(Change::Remove(Box::new(Remove {
             resource,
             id,
             old: vals.into_boxed_slice(),
-        });
+        })));
         Ok(())
     }
 
@@ -1688,8 +1871,8 @@ impl SyncSession {
         for ch in &self.changes {
             match ch {
                 Change::Insert(_) => c.added += 1,
-                Change::Update { .. } => c.changed += 1,
-                Change::Remove { .. } => c.removed += 1,
+                Change::Update(_) => c.changed += 1,
+                Change::Remove(_) => c.removed += 1,
             }
         }
         c
@@ -1770,6 +1953,7 @@ impl SyncSession {
             watermark: self.watermark.clone(),
             rejected: self.rejected,
             changes: std::mem::take(&mut self.changes),
+            packed: std::mem::take(&mut self.packed),
         };
         let t = Instant::now();
         let r = self.im.sync_op(WriterOp::Apply(Box::new(plan)));
@@ -1875,6 +2059,34 @@ mod tests {
         assert_eq!(
             json_of(Resource::Port, &rec.vals, &[4]),
             r#"{"state":"AVAILABLE"}"#
+        );
+        let mut p = Packed::default();
+        let odd = Record {
+            resource: Resource::Ont,
+            vals: Box::new([
+                text(&"S".repeat(100)),
+                text("OLT01/0/1/3"),
+                Val::Int(-7),
+                Val::Null,
+                text("é\"q\n"),
+                Val::Int(i64::MAX),
+            ]),
+        };
+        let (a, b) = (p.push(&rec), p.push(&odd));
+        assert_eq!((p.get(a), p.get(b)), (rec.clone(), odd.clone()));
+        let all: Vec<usize> = (0..odd.vals.len()).collect();
+        let mut m = serde_json::Map::new();
+        for (i, n) in Resource::Ont.fields().iter().enumerate() {
+            let v = match &odd.vals[i] {
+                Val::Null => serde_json::Value::Null,
+                Val::Int(n) => (*n).into(),
+                Val::Text(t) => t.as_ref().into(),
+            };
+            m.insert((*n).to_string(), v);
+        }
+        assert_eq!(
+            json_of(Resource::Ont, &odd.vals, &all),
+            serde_json::Value::Object(m).to_string()
         );
     }
 }

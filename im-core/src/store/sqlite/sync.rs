@@ -12,7 +12,7 @@ use crate::store::{
 use crate::sync::{Record, Resource, SyncCounts, SyncRunRec, Val};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 impl ToSql for Val {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -213,11 +213,28 @@ fn read_row(r: &rusqlite::Row<'_>, n: usize) -> rusqlite::Result<StoredRow> {
     })
 }
 
+/// One SQL text per resource, built once (index: `Resource as usize`).
+struct SqlSet([OnceLock<String>; 11]);
+
+impl SqlSet {
+    const fn new() -> SqlSet {
+        SqlSet([const { OnceLock::new() }; 11])
+    }
+
+    fn get(&self, resource: Resource, f: impl FnOnce(Meta) -> String) -> &str {
+        self.0[resource as usize].get_or_init(|| f(meta(resource)))
+    }
+}
+
+static LOOKUP_SQL: SqlSet = SqlSet::new();
+static BY_ID_SQL: SqlSet = SqlSet::new();
+static INSERT_SQL: SqlSet = SqlSet::new();
+static ONT_INSERT_SQL: SqlSet = SqlSet::new();
+
 fn lookup(conn: &Connection, resource: Resource, key: &[Val]) -> StoreResult<Option<StoredRow>> {
-    let m = meta(resource);
-    let sql = format!("{} WHERE {}", m.select, m.key_where);
+    let sql = LOOKUP_SQL.get(resource, |m| format!("{} WHERE {}", m.select, m.key_where));
     let n = resource.fields().len();
-    conn.prepare_cached(&sql)
+    conn.prepare_cached(sql)
         .map_err(backend)?
         .query_row(rusqlite::params_from_iter(key.iter()), |r| read_row(r, n))
         .optional()
@@ -231,17 +248,51 @@ fn domain_clause(domain: Option<Domain>) -> (&'static str, Option<&'static str>)
     }
 }
 
+thread_local! {
+    /// Lookups made on this thread, for [`batch_reads`].
+    static LOOKUPS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Lookups that share one read transaction.
+const READ_BATCH: u32 = 1024;
+
+/// The diff's lookups share a read transaction, [`READ_BATCH`] lookups at
+/// a time, instead of each taking and releasing the WAL read lock (two
+/// `fcntl` calls per statement). The snapshot is never older than one batch.
+fn batch_reads(conn: &Connection) -> StoreResult<()> {
+    let n = LOOKUPS.with(|c| {
+        let n = c.get().wrapping_add(1);
+        c.set(n);
+        n
+    });
+    if !conn.is_autocommit() && n.is_multiple_of(READ_BATCH) {
+        conn.execute_batch("COMMIT").map_err(backend)?;
+    }
+    if conn.is_autocommit() {
+        conn.execute_batch("BEGIN").map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Ends a read transaction [`batch_reads`] left open (a fresh snapshot).
+fn end_batch(conn: &Connection) -> StoreResult<()> {
+    if !conn.is_autocommit() {
+        conn.execute_batch("COMMIT").map_err(backend)?;
+    }
+    Ok(())
+}
+
 impl SyncRead for SqliteReader {
     fn sync_lookup(&mut self, resource: Resource, key: &[Val]) -> StoreResult<Option<StoredRow>> {
+        batch_reads(self.conn())?;
         lookup(self.conn(), resource, key)
     }
 
     fn sync_by_id(&mut self, resource: Resource, id: i64) -> StoreResult<Option<StoredRow>> {
-        let m = meta(resource);
-        let sql = format!("{} WHERE x.id = ?1", m.select);
+        let sql = BY_ID_SQL.get(resource, |m| format!("{} WHERE x.id = ?1", m.select));
         let n = resource.fields().len();
         self.conn()
-            .prepare_cached(&sql)
+            .prepare_cached(sql)
             .map_err(backend)?
             .query_row([id], |r| read_row(r, n))
             .optional()
@@ -254,6 +305,7 @@ impl SyncRead for SqliteReader {
         domain: Option<Domain>,
         each: &mut dyn FnMut(i64),
     ) -> StoreResult<()> {
+        end_batch(self.conn())?;
         let (clause, d) = domain_clause(domain);
         let sql = format!(
             "SELECT id FROM {} WHERE removed = 0{clause}",
@@ -272,6 +324,7 @@ impl SyncRead for SqliteReader {
     }
 
     fn sync_live_count(&mut self, resource: Resource, domain: Option<Domain>) -> StoreResult<u64> {
+        end_batch(self.conn())?;
         let (clause, d) = domain_clause(domain);
         let sql = format!(
             "SELECT count(*) FROM {} WHERE removed = 0{clause}",
@@ -362,9 +415,19 @@ impl SyncRead for SqliteReader {
 }
 
 fn cache_key(resource: Resource, key: &[Val]) -> (Resource, String) {
-    let mut s = String::new();
+    let mut s = String::with_capacity(24);
     for v in key {
-        s.push_str(&v.to_string().to_lowercase());
+        match v {
+            Val::Null => {}
+            Val::Int(n) => {
+                use std::fmt::Write;
+                let _ = write!(s, "{n}");
+            }
+            Val::Text(t) if t.is_ascii() => {
+                s.extend(t.chars().map(|c| c.to_ascii_lowercase()));
+            }
+            Val::Text(t) => s.push_str(&t.to_lowercase()),
+        }
         s.push('\u{1f}');
     }
     (resource, s)
@@ -554,35 +617,47 @@ impl SyncWrite for SqliteWriter {
         self.sync_touches(rec.resource);
         let m = meta(rec.resource);
         let refs = rec.refs();
-        let mut cols = Vec::new();
-        let mut vals = Vec::new();
+        let mut vals = Vec::with_capacity(m.cols.len() + 2);
         for (i, col) in m.cols.iter().enumerate() {
-            let name = match col {
-                Plain(c) | Ref(c) => *c,
-                Pons => continue,
-            };
-            cols.push(name);
+            if matches!(col, Pons) {
+                continue;
+            }
             vals.push(column_value(&self.conn, ids, rec, &refs, i)?);
         }
-        cols.push("updated");
-        vals.push(Val::Text(Arc::from(at)));
-        if rec.resource == Resource::Ont {
-            cols.push("created");
-            vals.push(Val::Text(Arc::from(at)));
+        let is_ont = rec.resource == Resource::Ont;
+        let at_val = Val::Text(Arc::from(at));
+        vals.push(at_val.clone());
+        if is_ont {
+            vals.push(at_val);
         }
-        let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
-        let sql = format!(
-            "INSERT INTO {} ({}) VALUES ({}) RETURNING id",
-            m.table,
-            cols.join(", "),
-            marks.join(", ")
-        );
-        let id: i64 = self
-            .conn
-            .prepare_cached(&sql)
+        let set = if is_ont { &ONT_INSERT_SQL } else { &INSERT_SQL };
+        let sql = set.get(rec.resource, |m| {
+            let mut cols: Vec<&str> = m
+                .cols
+                .iter()
+                .filter_map(|c| match c {
+                    Plain(c) | Ref(c) => Some(*c),
+                    Pons => None,
+                })
+                .collect();
+            cols.push("updated");
+            if is_ont {
+                cols.push("created");
+            }
+            let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+            format!(
+                "INSERT INTO {} ({}) VALUES ({})",
+                m.table,
+                cols.join(", "),
+                marks.join(", ")
+            )
+        });
+        self.conn
+            .prepare_cached(sql)
             .map_err(backend)?
-            .query_row(rusqlite::params_from_iter(vals.iter()), |r| r.get(0))
+            .execute(rusqlite::params_from_iter(vals.iter()))
             .map_err(backend)?;
+        let id = self.conn.last_insert_rowid();
         if rec.resource.is_parent() {
             ids.0.insert(cache_key(rec.resource, rec.key()), id);
         }
