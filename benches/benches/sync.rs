@@ -138,5 +138,10 @@ fn main() {
             second.as_secs_f64() / limit.as_secs_f64(),
             rss2
         );
+        println!(
+            "writer held by the apply (intake waits at most this long): first {:.0} ms, resync {:.0} ms",
+            r1.apply_time.as_secs_f64() * 1e3,
+            r2.apply_time.as_secs_f64() * 1e3
+        );
     });
 }
