@@ -259,6 +259,43 @@ pub fn row(spec: &DemoSpec, system: System, entity: Entity, i: u64) -> Option<Ro
     })
 }
 
+/// The rows of one entity of `system` in an inventory, in the order the
+/// simulator serves them (sectors, zones and cities of the system's own map).
+pub fn inventory_rows(inv: &im_core::model::Inventory, system: System, entity: Entity) -> Vec<Row> {
+    let d = system.domain();
+    match entity {
+        Entity::Sectors => inv
+            .sectors
+            .iter()
+            .filter(|r| r.domain == d)
+            .cloned()
+            .map(Row::Sector)
+            .collect(),
+        Entity::Zones => inv
+            .zones
+            .iter()
+            .filter(|r| r.domain == d)
+            .cloned()
+            .map(Row::Zone)
+            .collect(),
+        Entity::Cities => inv
+            .cities
+            .iter()
+            .filter(|r| r.domain == d)
+            .cloned()
+            .map(Row::City)
+            .collect(),
+        Entity::Exchanges => inv.exchanges.iter().cloned().map(Row::Exchange).collect(),
+        Entity::Dslams => inv.dslams.iter().cloned().map(Row::Dslam).collect(),
+        Entity::Ports => inv.ports.iter().cloned().map(Row::Port).collect(),
+        Entity::Olts => inv.olts.iter().cloned().map(Row::Olt).collect(),
+        Entity::PonPorts => inv.pon_ports.iter().cloned().map(Row::PonPort).collect(),
+        Entity::Compounds => inv.compounds.iter().cloned().map(Row::Compound).collect(),
+        Entity::Onts => inv.onts.iter().cloned().map(Row::Ont).collect(),
+        Entity::Vlans => inv.vlans.iter().cloned().map(Row::Vlan).collect(),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -267,38 +304,7 @@ mod tests {
     use im_core::model::Inventory;
 
     fn expected(inv: &Inventory, system: System, entity: Entity) -> Vec<Row> {
-        let d = system.domain();
-        match entity {
-            Entity::Sectors => inv
-                .sectors
-                .iter()
-                .filter(|r| r.domain == d)
-                .cloned()
-                .map(Row::Sector)
-                .collect(),
-            Entity::Zones => inv
-                .zones
-                .iter()
-                .filter(|r| r.domain == d)
-                .cloned()
-                .map(Row::Zone)
-                .collect(),
-            Entity::Cities => inv
-                .cities
-                .iter()
-                .filter(|r| r.domain == d)
-                .cloned()
-                .map(Row::City)
-                .collect(),
-            Entity::Exchanges => inv.exchanges.iter().cloned().map(Row::Exchange).collect(),
-            Entity::Dslams => inv.dslams.iter().cloned().map(Row::Dslam).collect(),
-            Entity::Ports => inv.ports.iter().cloned().map(Row::Port).collect(),
-            Entity::Olts => inv.olts.iter().cloned().map(Row::Olt).collect(),
-            Entity::PonPorts => inv.pon_ports.iter().cloned().map(Row::PonPort).collect(),
-            Entity::Compounds => inv.compounds.iter().cloned().map(Row::Compound).collect(),
-            Entity::Onts => inv.onts.iter().cloned().map(Row::Ont).collect(),
-            Entity::Vlans => inv.vlans.iter().cloned().map(Row::Vlan).collect(),
-        }
+        inventory_rows(inv, system, entity)
     }
 
     #[test]
