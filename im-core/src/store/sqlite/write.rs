@@ -168,28 +168,23 @@ impl StoreWrite for SqliteWriter {
     }
 
     fn hold_port(&mut self, port_id: i64, service_id: i64, at: &str) -> StoreResult<()> {
-        let n = self
-            .conn
-            .prepare_cached(
-                "UPDATE port SET service_id = ?2, updated = ?3 WHERE id = ?1 AND service_id IS NULL",
-            )
-            .map_err(backend)?
-            .execute(params![port_id, service_id, at])
-            .map_err(backend)?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Constraint(format!("port {port_id} is held")))
-        }
+        take_holder(
+            &self.conn,
+            "UPDATE port SET service_id = ?2, updated = ?3 WHERE id = ?1 AND service_id IS NULL",
+            "port",
+            port_id,
+            service_id,
+            at,
+        )
     }
 
     fn release_port(&mut self, service_id: i64, at: &str) -> StoreResult<()> {
-        self.conn
-            .prepare_cached("UPDATE port SET service_id = NULL, updated = ?2 WHERE service_id = ?1")
-            .map_err(backend)?
-            .execute(params![service_id, at])
-            .map_err(backend)?;
-        Ok(())
+        release_holder(
+            &self.conn,
+            "UPDATE port SET service_id = NULL, updated = ?2 WHERE service_id = ?1",
+            service_id,
+            at,
+        )
     }
 
     fn register_ont(
@@ -222,28 +217,23 @@ impl StoreWrite for SqliteWriter {
     }
 
     fn hold_ont(&mut self, ont_row: i64, service_id: i64, at: &str) -> StoreResult<()> {
-        let n = self
-            .conn
-            .prepare_cached(
-                "UPDATE ont SET service_id = ?2, updated = ?3 WHERE id = ?1 AND service_id IS NULL",
-            )
-            .map_err(backend)?
-            .execute(params![ont_row, service_id, at])
-            .map_err(backend)?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Constraint(format!("ONT {ont_row} is held")))
-        }
+        take_holder(
+            &self.conn,
+            "UPDATE ont SET service_id = ?2, updated = ?3 WHERE id = ?1 AND service_id IS NULL",
+            "ONT",
+            ont_row,
+            service_id,
+            at,
+        )
     }
 
     fn release_ont(&mut self, service_id: i64, at: &str) -> StoreResult<()> {
-        self.conn
-            .prepare_cached("UPDATE ont SET service_id = NULL, updated = ?2 WHERE service_id = ?1")
-            .map_err(backend)?
-            .execute(params![service_id, at])
-            .map_err(backend)?;
-        Ok(())
+        release_holder(
+            &self.conn,
+            "UPDATE ont SET service_id = NULL, updated = ?2 WHERE service_id = ?1",
+            service_id,
+            at,
+        )
     }
 
     fn load_task_seq(&mut self, day: &str) -> StoreResult<u64> {
@@ -300,5 +290,36 @@ pub(super) fn put_om_account(
     .map_err(backend)?
     .execute([id])
     .map_err(backend)?;
+    Ok(())
+}
+
+/// Makes `service_id` the holder of a free resource row (`sql` sets it only
+/// where none holds it); a held row is a `Constraint` error.
+fn take_holder(
+    conn: &Connection,
+    sql: &str,
+    what: &str,
+    row: i64,
+    service_id: i64,
+    at: &str,
+) -> StoreResult<()> {
+    let n = conn
+        .prepare_cached(sql)
+        .map_err(backend)?
+        .execute(params![row, service_id, at])
+        .map_err(backend)?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Constraint(format!("{what} {row} is held")))
+    }
+}
+
+/// Frees whatever resource rows of one kind a service holds.
+fn release_holder(conn: &Connection, sql: &str, service_id: i64, at: &str) -> StoreResult<()> {
+    conn.prepare_cached(sql)
+        .map_err(backend)?
+        .execute(params![service_id, at])
+        .map_err(backend)?;
     Ok(())
 }
