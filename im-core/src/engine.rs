@@ -657,6 +657,11 @@ impl Im {
         }
     }
 
+    /// The key of the values encrypted at rest.
+    pub(crate) fn secrets(&self) -> &Secrets {
+        &self.inner.secrets
+    }
+
     /// The login settings and directory client.
     pub(crate) fn login_state(&self) -> &Arc<crate::login::LoginState> {
         &self.inner.login

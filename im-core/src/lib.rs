@@ -27,9 +27,11 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 #[cfg(feature = "ad")]
 mod ad;
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod codes;
 pub mod config;
@@ -37,15 +39,19 @@ pub mod demo;
 mod engine;
 pub mod form;
 pub mod intake;
+pub mod inventory_admin;
 pub mod lifecycle;
 pub mod login;
 pub mod model;
 pub mod names;
+pub mod operator;
 pub mod outcome;
+pub mod query;
 pub mod retry;
 pub mod secrets;
 pub mod store;
 pub mod sync;
+pub mod task_actions;
 
 pub use codes::ErrorCode;
 pub use config::{CoreConfig, Synchronous};

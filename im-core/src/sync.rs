@@ -1037,7 +1037,7 @@ fn in_tx<W: WriteConn, T>(
     }
 }
 
-fn json_of(resource: Resource, vals: &[Val], idx: &[usize]) -> String {
+pub(crate) fn json_of(resource: Resource, vals: &[Val], idx: &[usize]) -> String {
     let names = resource.fields();
     // Keys in sorted order, as a `serde_json::Map` writes them.
     let mut fields: Vec<(&str, &Val)> = idx

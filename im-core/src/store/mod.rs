@@ -549,6 +549,9 @@ pub trait ReadConn:
 {
     /// Checks that the store answers.
     fn ping(&mut self) -> StoreResult<()>;
+    /// The connection itself, for store-specific reads (the operators'
+    /// queries of [`crate::query`] need the SQLite store).
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
 }
 
 /// A store: opens the writer's connection and read connections.

@@ -1,9 +1,13 @@
 //! The embedded store: SQLite through rusqlite (bundled), WAL, foreign keys,
 //! versioned migrations applied on open, `synchronous=FULL` by default.
 
+pub(crate) mod access;
+pub(crate) mod audit;
+pub(crate) mod inventory_admin;
 mod inventory_load;
 mod login;
 mod outbox;
+pub(crate) mod query;
 mod read;
 mod sync;
 mod write;
@@ -19,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema.sql"),
     include_str!("migrations/002_sync.sql"),
     include_str!("migrations/003_login.sql"),
+    include_str!("migrations/004_operations.sql"),
 ];
 
 /// A SQLite database file.
@@ -191,6 +196,10 @@ impl ReadConn for SqliteReader {
             .map_err(backend)?;
         let _ = ok;
         Ok(())
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
     }
 }
 

@@ -44,18 +44,18 @@ enum Col {
     Pons,
 }
 
-struct Meta {
-    table: &'static str,
+pub(super) struct Meta {
+    pub(super) table: &'static str,
     /// Selects `id, removed` and the fields in [`Resource::fields`] order,
     /// the row aliased `x`.
-    select: &'static str,
+    pub(super) select: &'static str,
     key_where: &'static str,
     cols: &'static [Col],
 }
 
 use Col::{Plain, Pons, Ref};
 
-fn meta(r: Resource) -> Meta {
+pub(super) fn meta(r: Resource) -> Meta {
     match r {
         Resource::Sector => Meta {
             table: "sector",
@@ -201,7 +201,7 @@ fn meta(r: Resource) -> Meta {
     }
 }
 
-fn read_row(r: &rusqlite::Row<'_>, n: usize) -> rusqlite::Result<StoredRow> {
+pub(super) fn read_row(r: &rusqlite::Row<'_>, n: usize) -> rusqlite::Result<StoredRow> {
     let mut vals = Vec::with_capacity(n);
     for i in 0..n {
         vals.push(val_of(r.get_ref(i + 2)?));
@@ -231,7 +231,11 @@ static BY_ID_SQL: SqlSet = SqlSet::new();
 static INSERT_SQL: SqlSet = SqlSet::new();
 static ONT_INSERT_SQL: SqlSet = SqlSet::new();
 
-fn lookup(conn: &Connection, resource: Resource, key: &[Val]) -> StoreResult<Option<StoredRow>> {
+pub(super) fn lookup(
+    conn: &Connection,
+    resource: Resource,
+    key: &[Val],
+) -> StoreResult<Option<StoredRow>> {
     let sql = LOOKUP_SQL.get(resource, |m| format!("{} WHERE {}", m.select, m.key_where));
     let n = resource.fields().len();
     conn.prepare_cached(sql)
