@@ -115,7 +115,12 @@ pub fn key_of(resource: Resource, code: &str) -> Result<Vec<Val>, OpError> {
         }
         Resource::Vlan => {
             let (o, v) = code.rsplit_once('/').ok_or_else(|| bad("OLT/vlan id"))?;
-            let v: u16 = v.trim().parse().map_err(|_| bad("OLT/vlan id"))?;
+            let v: u16 = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|v| (1..=4094).contains(v))
+                .ok_or_else(|| bad("OLT/vlan id (1 to 4094)"))?;
             vec![text(o.trim()), Val::Int(i64::from(v))]
         }
         _ => vec![text(&code)],
