@@ -214,6 +214,151 @@ impl Default for StoreSettings {
     }
 }
 
+/// The `[api]` table: the operators' JSON API under `/api/v1/`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Serve the API. Default `true`.
+    pub enabled: bool,
+    /// How long a session token (`POST /api/v1/session`) stays valid.
+    /// Default 30 min.
+    pub session_ttl: HumanDuration,
+    /// Most open sessions. Default 10000.
+    pub max_sessions: usize,
+    /// How long verified HTTP Basic credentials are trusted without a new
+    /// password check (0 checks every call). Default 60 s.
+    pub basic_cache_ttl: HumanDuration,
+    /// Largest JSON request body in bytes. Default 65536.
+    pub body_limit: usize,
+    /// Deepest nesting of arrays and objects in a JSON body. Default 16.
+    pub max_json_depth: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> ApiSettings {
+        ApiSettings {
+            enabled: true,
+            session_ttl: HumanDuration(Duration::from_secs(30 * 60)),
+            max_sessions: 10_000,
+            basic_cache_ttl: HumanDuration(Duration::from_secs(60)),
+            body_limit: 64 * 1024,
+            max_json_depth: 16,
+        }
+    }
+}
+
+/// The `[login]` table: operator logins (lockout) and, in `[login.ad]`,
+/// Active Directory.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginSettings {
+    /// Failed attempts in a row that lock an account (0 never locks). Default 5.
+    pub max_failures: u32,
+    /// How long a lock lasts. Default 15 min.
+    pub lockout: HumanDuration,
+    /// The directory for `AD` accounts. Default none.
+    pub ad: Option<AdSettings>,
+}
+
+impl Default for LoginSettings {
+    fn default() -> LoginSettings {
+        let d = im_core::login::LoginConfig::default();
+        LoginSettings {
+            max_failures: d.max_failures,
+            lockout: HumanDuration(d.lockout),
+            ad: None,
+        }
+    }
+}
+
+/// The `[login.ad]` table. Either `bind_template` (a direct bind) or
+/// `bind_dn` + `bind_password` + `base_dn` (search, then bind).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdSettings {
+    /// `ldaps://host:636`, or `ldap://host:389` with `starttls`.
+    pub url: String,
+    /// PEM file of the CA(s) that sign the directory's certificate.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Upgrade `ldap://` with StartTLS. Default false.
+    #[serde(default)]
+    pub starttls: bool,
+    /// Allow `ldap://` without TLS (passwords in clear): tests only. Default false.
+    #[serde(default)]
+    pub insecure_plain_for_tests: bool,
+    /// Direct bind template: `{user}@corp.example` or `uid={user},ou=people,dc=example,dc=com`.
+    #[serde(default)]
+    pub bind_template: Option<String>,
+    /// Service account for the search.
+    #[serde(default)]
+    pub bind_dn: Option<String>,
+    /// Its password.
+    #[serde(default)]
+    pub bind_password: Option<String>,
+    /// Where users live.
+    #[serde(default)]
+    pub base_dn: Option<String>,
+    /// Search filter. Default `(sAMAccountName={user})`.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Time to connect. Default 5 s.
+    #[serde(default)]
+    pub connect_timeout: Option<HumanDuration>,
+    /// Time per LDAP operation. Default 10 s.
+    #[serde(default)]
+    pub operation_timeout: Option<HumanDuration>,
+}
+
+impl fmt::Debug for AdSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdSettings")
+            .field("url", &self.url)
+            .field("ca_file", &self.ca_file)
+            .field("starttls", &self.starttls)
+            .field("bind_template", &self.bind_template)
+            .field("bind_dn", &self.bind_dn)
+            .field(
+                "bind_password",
+                &self.bind_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("base_dn", &self.base_dn)
+            .finish()
+    }
+}
+
+impl AdSettings {
+    /// The core's AD settings.
+    pub fn ad_config(&self) -> im_core::login::AdConfig {
+        use im_core::login::{AdConfig, AdLookup, DEFAULT_AD_FILTER, SecretString};
+        let lookup = match &self.bind_template {
+            Some(t) => AdLookup::Template(t.clone()),
+            None => AdLookup::Search {
+                bind_dn: self.bind_dn.clone().unwrap_or_default(),
+                bind_password: SecretString::new(self.bind_password.clone().unwrap_or_default()),
+                base_dn: self.base_dn.clone().unwrap_or_default(),
+                filter: self
+                    .filter
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_AD_FILTER.into()),
+            },
+        };
+        AdConfig {
+            url: self.url.clone(),
+            ca_file: self.ca_file.clone(),
+            starttls: self.starttls,
+            insecure_plain_for_tests: self.insecure_plain_for_tests,
+            lookup,
+            connect_timeout: self
+                .connect_timeout
+                .map_or(Duration::from_secs(5), HumanDuration::get),
+            operation_timeout: self
+                .operation_timeout
+                .map_or(Duration::from_secs(10), HumanDuration::get),
+        }
+    }
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
@@ -273,6 +418,10 @@ pub struct ServerConfig {
     pub limits: LimitSettings,
     /// Core (storage) settings.
     pub store: StoreSettings,
+    /// Operator logins and AD.
+    pub login: LoginSettings,
+    /// The operators' JSON API.
+    pub api: ApiSettings,
 }
 
 fn de_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
@@ -306,6 +455,8 @@ impl Default for ServerConfig {
             log_level: "info".into(),
             limits: LimitSettings::default(),
             store: StoreSettings::default(),
+            login: LoginSettings::default(),
+            api: ApiSettings::default(),
         }
     }
 }
@@ -388,6 +539,23 @@ impl ServerConfig {
                 return Err(format!("{name} must be greater than 0"));
             }
         }
+        if self.api.session_ttl.get().is_zero() {
+            return Err("api.session_ttl must be greater than 0".into());
+        }
+        for (name, v) in [
+            ("api.max_sessions", self.api.max_sessions),
+            ("api.body_limit", self.api.body_limit),
+            ("api.max_json_depth", self.api.max_json_depth),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be greater than 0"));
+            }
+        }
+        if let Some(ad) = &self.login.ad {
+            ad.ad_config()
+                .validate()
+                .map_err(|e| format!("login.{e}"))?;
+        }
         if let Some(url) = &self.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -437,6 +605,9 @@ impl ServerConfig {
         c.credential_cache_ttl = self.store.credential_cache_ttl.get();
         c.read_connections = self.store.read_connections;
         c.background_checkpoint = self.store.background_checkpoint;
+        c.login.max_failures = self.login.max_failures;
+        c.login.lockout = self.login.lockout.get();
+        c.login.ad = self.login.ad.as_ref().map(AdSettings::ad_config);
         c
     }
 }

@@ -11,6 +11,7 @@
 //! - [`server`]: the hyper server with its limits, `/health`, `/metrics` and
 //!   graceful shutdown; [`config`]: its TOML settings; [`metrics`].
 //! - [`client`]: the OM-side client with the `om` retry policy.
+//! - [`api`]: the operators' JSON API (`/api/v1/…`) on the same listener.
 //!
 //! No business rule of the contract lives here: every field rule, code and
 //! check order belongs to `im_core`.
@@ -25,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod api;
 pub mod client;
 pub mod config;
 pub mod envelope;
@@ -37,7 +39,7 @@ pub mod wsdl;
 mod xml;
 
 pub use client::{ClientConfig, ClientError, OmClient, WorkItem, WorkOrder};
-pub use config::{ConfigError, Limits, ServerConfig};
+pub use config::{ApiSettings, ConfigError, Limits, LoginSettings, ServerConfig};
 pub use fault::{Fault, FaultCode};
 pub use result_xml::ReturnElement;
 pub use server::{Server, ServerError};

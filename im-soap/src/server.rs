@@ -1,5 +1,6 @@
 //! The hyper 1.x server: `POST /services/EgyptWorkSheetAll`, the WSDL,
-//! `/health` and `/metrics`, with the limits of the contract (body size,
+//! `/health`, `/metrics` and the operators' API under `/api/` (see
+//! [`crate::api`]), with the limits of the contract (body size,
 //! header-read and body time-outs, connection cap) and graceful shutdown.
 
 use crate::config::{Limits, ServerConfig};
@@ -52,6 +53,7 @@ pub struct Server {
 
 struct State {
     im: Im,
+    api: Option<crate::api::Api>,
     config: ServerConfig,
     limits: Limits,
     metrics: Metrics,
@@ -76,7 +78,12 @@ impl Server {
             addr: config.listen,
             source,
         })?;
+        let api = config
+            .api
+            .enabled
+            .then(|| crate::api::Api::new(im.clone(), config.api.clone()));
         let state = State {
+            api,
             metrics: Metrics::new(im.clone()),
             limits: config.limits(),
             fallback_host: local_addr.to_string(),
@@ -88,6 +95,14 @@ impl Server {
             local_addr,
             state: Arc::new(state),
         })
+    }
+
+    /// Lets the operators' API start sync runs (`POST /api/v1/sync/runs`);
+    /// without it that route answers 503 `SYNC_NOT_CONFIGURED`.
+    pub fn set_sync_starter(&self, starter: Arc<dyn crate::api::SyncStarter>) {
+        if let Some(api) = &self.state.api {
+            api.set_sync_starter(starter);
+        }
     }
 
     /// The address actually bound.
@@ -152,7 +167,7 @@ impl Server {
             let conn_state = state.clone();
             let svc = service_fn(move |req| {
                 let state = conn_state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
             });
             let conn = http.serve_connection(TokioIo::new(tcp), svc);
             let fut = graceful.watch(conn);
@@ -207,8 +222,13 @@ pub async fn shutdown_signal() {
     }
 }
 
-async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
+async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path();
+    if let Some(api) = &state.api
+        && (path == crate::api::PREFIX || path.starts_with("/api/"))
+    {
+        return api.handle(req, peer).await;
+    }
     if path == SERVICE_PATH {
         match *req.method() {
             Method::POST => soap(state, req).await,
