@@ -18,6 +18,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The core it serves.
     pub im: Im,
+    /// Its database file.
+    pub db: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -34,6 +36,7 @@ impl TestServer {
         };
         cfg.store.synchronous = Synchronous::Normal;
         edit(&mut cfg);
+        let db = cfg.database.clone();
         let im = Im::open(cfg.core_config()).expect("open the core");
         im_core::demo::install_if_empty(&im).expect("demo inventory");
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -59,6 +62,7 @@ impl TestServer {
         TestServer {
             addr,
             im,
+            db,
             stop: Some(stop_tx),
             thread: Some(thread),
             _dir: dir,
