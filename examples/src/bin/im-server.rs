@@ -6,8 +6,10 @@
 //!
 //! Without a configuration file it listens on 127.0.0.1:8080, keeps its
 //! database in `./data/im.db` (key file `./data/im.key`) and loads the demo
-//! inventory and demo OM account on first start. See `docs/configuration.md`
-//! and `docs/operations.md`.
+//! inventory and demo OM account on first start. It also serves the
+//! operators' JSON API under `/api/v1/` (`docs/api.md`); no operator account
+//! exists until one is made with `im-admin create-admin`. See
+//! `docs/configuration.md` and `docs/operations.md`.
 
 use clap::Parser;
 use im_core::demo::{DEMO_OM_PASSWORD, DEMO_OM_USER, DemoSpec};
@@ -97,7 +99,8 @@ async fn run(config: ServerConfig) -> Result<(), String> {
         synchronous = config.store.synchronous.pragma(),
         "opening the store"
     );
-    let core_config = config.core_config();
+    let mut core_config = config.core_config();
+    core_config.login.ad_retry = *policies.get(Interface::Ad);
     let im = tokio::task::spawn_blocking(move || Im::open(core_config))
         .await
         .map_err(|e| format!("opening the store: {e}"))?
@@ -121,6 +124,7 @@ async fn run(config: ServerConfig) -> Result<(), String> {
             "the demo OM password is in use: set a real one before production"
         );
     }
+    let api_enabled = config.api.enabled;
     let am_url = config.am_url.clone();
     let am_poll_interval = config.am_poll_interval.0;
     let server = Server::bind(config, im.clone())
@@ -136,6 +140,12 @@ async fn run(config: ServerConfig) -> Result<(), String> {
     );
     println!("Try a work order (Install ADSL on the demo inventory):\n");
     println!("{}", curl_example(&url));
+    if api_enabled {
+        let api = sibling(&url, im_soap::api::PREFIX);
+        println!("\nOperators' API: {api}/… (docs/api.md). Create an administrator first:");
+        println!("  cargo run -p im-examples --bin im-admin -- create-admin admin");
+        println!("then, for example:  curl -s -u admin {api}/tasks?limit=5");
+    }
     // Activation: deliver the outbox to AM when configured. The worker stops
     // first on shutdown, before the server drains and closes the store.
     let worker = match &am_url {
