@@ -664,9 +664,36 @@ mod tests {
             queue_timeout = "2s"
             credential_cache_ttl = "1h"
             read_connections = 2
+            [login]
+            max_failures = 3
+            lockout = "30m"
+            [login.ad]
+            url = "ldaps://ad.example:636"
+            ca_file = "/etc/im/ad-ca.pem"
+            bind_dn = "cn=svc"
+            bind_password = "svc-secret"
+            base_dn = "dc=example"
+            filter = "(uid={user})"
+            connect_timeout = "2s"
+            operation_timeout = "3s"
+            [api]
+            enabled = false
+            session_ttl = "8h"
+            max_sessions = 5
+            basic_cache_ttl = "0s"
+            body_limit = 1024
+            max_json_depth = 4
             "#,
         )
         .expect("valid");
+        assert!(!c.api.enabled);
+        assert_eq!(c.api.session_ttl.get(), Duration::from_secs(8 * 3600));
+        assert_eq!(c.api.basic_cache_ttl.get(), Duration::ZERO);
+        assert_eq!(
+            (c.api.max_sessions, c.api.body_limit, c.api.max_json_depth),
+            (5, 1024, 4)
+        );
+        assert!(!format!("{c:?}").contains("svc-secret"));
         assert_eq!(c.response_element, ReturnElement::AxisReturn);
         assert_eq!(c.header_read_timeout.get(), Duration::from_millis(500));
         assert_eq!(c.body_timeout.get(), Duration::from_secs(20));
@@ -677,6 +704,14 @@ mod tests {
         let core = c.core_config();
         assert_eq!(core.synchronous, Synchronous::Normal);
         assert_eq!(core.credential_cache_ttl, Duration::from_secs(3600));
+        assert_eq!(core.login.max_failures, 3);
+        assert_eq!(core.login.lockout, Duration::from_secs(1800));
+        let ad = core.login.ad.expect("AD settings");
+        assert_eq!(ad.operation_timeout, Duration::from_secs(3));
+        assert!(matches!(
+            ad.lookup,
+            im_core::login::AdLookup::Search { ref filter, .. } if filter == "(uid={user})"
+        ));
     }
 
     #[test]
@@ -689,6 +724,11 @@ mod tests {
             ("body_limit = 0", "body_limit"),
             ("public_url = \"im.example\"", "public_url"),
             ("[store]\nsynchronous = \"sometimes\"", "synchronous"),
+            ("[api]\nsession_ttl = \"0s\"", "api.session_ttl"),
+            ("[api]\nmax_json_depth = 0", "api.max_json_depth"),
+            ("[api]\nsesion_ttl = \"1m\"", "sesion_ttl"),
+            ("[login.ad]\nurl = \"ldap://h\"", "login.ad.url"),
+            ("[login.ad]\nurl = \"ldaps://h\"", "login.ad.ca_file"),
         ] {
             let e = ServerConfig::from_toml_str(text)
                 .expect_err(text)
