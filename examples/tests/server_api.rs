@@ -1,0 +1,138 @@
+//! The example server as a separate process serves the operators' API out
+//! of the box: an administrator made with `im-admin` before the start logs
+//! in with HTTP Basic; without credentials the API answers 401.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn base64(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in input.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A GET with `Connection: close`; returns the status and the body.
+fn get(port: u16, path: &str, auth: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some(a) = auth {
+        req.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn the_server_process_serves_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("im.db");
+    let key = dir.path().join("im.key");
+    let mut admin = Command::new(env!("CARGO_BIN_EXE_im-admin"))
+        .arg("--database")
+        .arg(&db)
+        .arg("--key-file")
+        .arg(&key)
+        .args(["create-admin", "admin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    admin
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"first-admin-pw\n")
+        .unwrap();
+    let out = admin.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let port = free_port();
+    let cfg = dir.path().join("im.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndatabase = \"{}\"\nkey_file = \"{}\"\nlog_level = \"warn\"\n",
+            db.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_im-server"))
+        .arg("--config")
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.starts_with("IM is listening on") => break,
+            Some(Ok(_)) => continue,
+            _ => panic!("im-server exited before listening"),
+        }
+    }
+    // The start banner names the API (printed at once after the address).
+    let mut names_api = false;
+    for line in lines.by_ref().take(60) {
+        if line.unwrap().contains("/api/v1") {
+            names_api = true;
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+
+    let (status, body) = get(port, "/api/v1/me", None);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("\"UNAUTHENTICATED\""), "{body}");
+    let auth = format!("Basic {}", base64(b"admin:first-admin-pw"));
+    let (status, body) = get(port, "/api/v1/me", Some(&auth));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("ROLE_ADMIN"), "{body}");
+    let (status, body) = get(
+        port,
+        "/api/v1/inventory-summary/exchanges/EX01",
+        Some(&auth),
+    );
+    assert_eq!(status, 200, "the demo inventory is there: {body}");
+    assert!(names_api, "the start banner names the API");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
