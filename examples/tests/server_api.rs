@@ -8,6 +8,16 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// A child process killed when dropped (also when the test fails).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -36,13 +46,22 @@ fn base64(input: &[u8]) -> String {
 
 /// A GET with `Connection: close`; returns the status and the body.
 fn get(port: u16, path: &str, auth: Option<&str>) -> (u16, String) {
+    send(port, "GET", path, auth, "")
+}
+
+/// A request with `Connection: close`; returns the status and the body.
+fn send(port: u16, method: &str, path: &str, auth: Option<&str>, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     if let Some(a) = auth {
         req.push_str(&format!("Authorization: {a}\r\n"));
     }
     req.push_str("\r\n");
+    req.push_str(body);
     s.write_all(req.as_bytes()).unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
@@ -83,12 +102,36 @@ fn the_server_process_serves_the_api() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A Matrix NBI simulator (the demo inventory) as the API's sync source.
+    let nbi_port = free_port();
+    let mut nbi = Command::new(env!("CARGO_BIN_EXE_nbi-sim"))
+        .args([
+            "--system",
+            "matrix",
+            "--listen",
+            &format!("127.0.0.1:{nbi_port}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut nbi_lines = BufReader::new(nbi.stdout.take().unwrap()).lines();
+    let _nbi = Killed(nbi);
+    assert!(
+        nbi_lines
+            .next()
+            .is_some_and(|l| l.is_ok_and(|l| l.contains("simulator"))),
+        "nbi-sim started"
+    );
+    std::thread::spawn(move || for _ in nbi_lines {});
+
     let port = free_port();
     let cfg = dir.path().join("im.toml");
     std::fs::write(
         &cfg,
         format!(
-            "listen = \"127.0.0.1:{port}\"\ndatabase = \"{}\"\nkey_file = \"{}\"\nlog_level = \"warn\"\n",
+            "listen = \"127.0.0.1:{port}\"\ndatabase = \"{}\"\nkey_file = \"{}\"\nlog_level = \"warn\"\n\
+             [sync]\nmatrix_url = \"http://127.0.0.1:{nbi_port}\"\n",
             db.display(),
             key.display()
         ),
@@ -102,6 +145,7 @@ fn the_server_process_serves_the_api() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let _server = Killed(server);
     loop {
         match lines.next() {
             Some(Ok(line)) if line.starts_with("IM is listening on") => break,
@@ -133,6 +177,37 @@ fn the_server_process_serves_the_api() {
     );
     assert_eq!(status, 200, "the demo inventory is there: {body}");
     assert!(names_api, "the start banner names the API");
-    server.kill().unwrap();
-    server.wait().unwrap();
+
+    // A sync run started through the API, against the configured source.
+    let (status, body) = send(
+        port,
+        "POST",
+        "/api/v1/sync/runs",
+        Some(&auth),
+        r#"{"system":"ematrix"}"#,
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("SYNC_NOT_CONFIGURED"), "{body}");
+    let (status, body) = send(
+        port,
+        "POST",
+        "/api/v1/sync/runs",
+        Some(&auth),
+        r#"{"system":"matrix","kind":"FULL"}"#,
+    );
+    assert_eq!(status, 202, "{body}");
+    let mut finished = String::new();
+    for _ in 0..240 {
+        let (status, body) = get(port, "/api/v1/sync/runs?system=matrix&limit=1", Some(&auth));
+        assert_eq!(status, 200, "{body}");
+        if body.contains("\"status\":\"") && !body.contains("\"status\":\"RUNNING\"") {
+            finished = body;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        finished.contains("\"status\":\"SUCCEEDED\""),
+        "the run ended well: {finished}"
+    );
 }

@@ -359,6 +359,18 @@ impl AdSettings {
     }
 }
 
+/// The `[sync]` table: inventory sources the operators' API may start a
+/// run from (`POST /api/v1/sync/runs`). Scheduled runs are the sync
+/// runner's (`im-sync`) job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncSources {
+    /// Base URL of the Matrix NBI. Default none.
+    pub matrix_url: Option<String>,
+    /// Base URL of the eMatrix NBI. Default none.
+    pub ematrix_url: Option<String>,
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
@@ -422,6 +434,8 @@ pub struct ServerConfig {
     pub login: LoginSettings,
     /// The operators' JSON API.
     pub api: ApiSettings,
+    /// Inventory sources for runs started through the API.
+    pub sync: SyncSources,
 }
 
 fn de_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
@@ -457,6 +471,7 @@ impl Default for ServerConfig {
             store: StoreSettings::default(),
             login: LoginSettings::default(),
             api: ApiSettings::default(),
+            sync: SyncSources::default(),
         }
     }
 }
@@ -549,6 +564,18 @@ impl ServerConfig {
         ] {
             if v == 0 {
                 return Err(format!("{name} must be greater than 0"));
+            }
+        }
+        for (name, url) in [
+            ("sync.matrix_url", &self.sync.matrix_url),
+            ("sync.ematrix_url", &self.sync.ematrix_url),
+        ] {
+            if let Some(url) = url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(format!(
+                    "{name} {url:?} must start with http:// or https://"
+                ));
             }
         }
         if let Some(ad) = &self.login.ad {
@@ -729,6 +756,7 @@ mod tests {
             ("[api]\nsesion_ttl = \"1m\"", "sesion_ttl"),
             ("[login.ad]\nurl = \"ldap://h\"", "login.ad.url"),
             ("[login.ad]\nurl = \"ldaps://h\"", "login.ad.ca_file"),
+            ("[sync]\nmatrix_url = \"nbi:9400\"", "sync.matrix_url"),
         ] {
             let e = ServerConfig::from_toml_str(text)
                 .expect_err(text)

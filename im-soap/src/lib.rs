@@ -39,7 +39,7 @@ pub mod wsdl;
 mod xml;
 
 pub use client::{ClientConfig, ClientError, OmClient, WorkItem, WorkOrder};
-pub use config::{ApiSettings, ConfigError, Limits, LoginSettings, ServerConfig};
+pub use config::{ApiSettings, ConfigError, Limits, LoginSettings, ServerConfig, SyncSources};
 pub use fault::{Fault, FaultCode};
 pub use result_xml::ReturnElement;
 pub use server::{Server, ServerError};

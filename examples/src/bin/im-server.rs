@@ -14,13 +14,19 @@
 use clap::Parser;
 use im_core::demo::{DEMO_OM_PASSWORD, DEMO_OM_USER, DemoSpec};
 use im_core::retry::Interface;
+use im_core::sync::{SyncKind, SyncSystem};
 use im_core::{ErrorCode, Form, FormItem, Im};
 use im_examples::init_logging;
+use im_soap::api::{SyncRefusal, SyncStarter};
 use im_soap::{Server, ServerConfig};
 use im_sync::am::{DeliveryWorker, WorkerConfig};
+use im_sync::nbi::{NbiClient, NbiClientConfig, System};
+use im_sync::sync::{Progress, SyncSettings, core_system, run_sync};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use tracing::{error, info, warn};
 
 /// mimalloc: the server's memory is allocated on one thread and freed on
@@ -125,11 +131,15 @@ async fn run(config: ServerConfig) -> Result<(), String> {
         );
     }
     let api_enabled = config.api.enabled;
+    let sync_starter = api_sync(&im, &config, &policies)?;
     let am_url = config.am_url.clone();
     let am_poll_interval = config.am_poll_interval.0;
     let server = Server::bind(config, im.clone())
         .await
         .map_err(|e| e.to_string())?;
+    if let Some(starter) = sync_starter {
+        server.set_sync_starter(starter);
+    }
     let url = server.url();
     info!(url = %url, "listening");
     println!("IM is listening on {url}");
@@ -173,6 +183,97 @@ async fn run(config: ServerConfig) -> Result<(), String> {
     server.serve(shutdown).await;
     info!("stopped");
     Ok(())
+}
+
+/// Runs started through the operators' API (`POST /api/v1/sync/runs`)
+/// against the sources of `[sync]`; at most one at a time per system from
+/// this process (the core's lease also keeps other processes' runs apart).
+struct ApiSync {
+    im: Im,
+    clients: Vec<(SyncSystem, NbiClient)>,
+    running: Arc<Mutex<HashSet<SyncSystem>>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl SyncStarter for ApiSync {
+    fn start(
+        &self,
+        system: SyncSystem,
+        kind: SyncKind,
+        requested_by: &str,
+    ) -> Result<String, SyncRefusal> {
+        let Some(client) = self
+            .clients
+            .iter()
+            .find(|(s, _)| *s == system)
+            .map(|(_, c)| c.clone())
+        else {
+            return Err(SyncRefusal::NotConfigured);
+        };
+        let claimed = self.running.lock().is_ok_and(|mut r| r.insert(system));
+        if !claimed {
+            return Err(SyncRefusal::Busy(format!(
+                "a {} run is in progress",
+                system.as_str()
+            )));
+        }
+        let (im, running, who) = (
+            self.im.clone(),
+            Arc::clone(&self.running),
+            requested_by.to_string(),
+        );
+        self.runtime.spawn(async move {
+            let settings = SyncSettings::new(kind);
+            match run_sync(&im, &client, &settings, &mut |_: &Progress| {}).await {
+                Ok(r) => info!(
+                    system = system.as_str(),
+                    run = r.run_id,
+                    status = r.status.as_str(),
+                    requested_by = %who,
+                    "sync run started through the API ended"
+                ),
+                Err(e) => warn!(system = system.as_str(), requested_by = %who, error = %e, "sync run started through the API failed"),
+            }
+            if let Ok(mut r) = running.lock() {
+                r.remove(&system);
+            }
+        });
+        Ok(format!(
+            "a {} {} run was started; see GET /api/v1/sync/runs",
+            system.as_str(),
+            kind.as_str()
+        ))
+    }
+}
+
+/// The sync starter of `[sync]`, when a source is configured.
+fn api_sync(
+    im: &Im,
+    config: &ServerConfig,
+    policies: &im_core::retry::RetryPolicies,
+) -> Result<Option<Arc<dyn SyncStarter>>, String> {
+    let mut clients = Vec::new();
+    for (system, url) in [
+        (System::Matrix, &config.sync.matrix_url),
+        (System::Ematrix, &config.sync.ematrix_url),
+    ] {
+        if let Some(url) = url {
+            let mut cc = NbiClientConfig::new(system, url.clone());
+            cc.retry = *policies.get(system.interface());
+            let client = NbiClient::new(cc).map_err(|e| format!("sync source {url}: {e}"))?;
+            info!(system = system.as_str(), url = %url, "sync runs may be started through the API");
+            clients.push((core_system(system), client));
+        }
+    }
+    if clients.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(ApiSync {
+        im: im.clone(),
+        clients,
+        running: Arc::new(Mutex::new(HashSet::new())),
+        runtime: tokio::runtime::Handle::current(),
+    })))
 }
 
 /// Loads the demo inventory (`ports` DSLAM ports) and the demo OM account

@@ -35,18 +35,26 @@ pub const PREFIX: &str = "/api/v1";
 /// depend on im-sync); without one, the route answers 503
 /// `SYNC_NOT_CONFIGURED`.
 pub trait SyncStarter: Send + Sync + 'static {
-    /// Starts a run in the background and says what was started, or why
-    /// it cannot start (for example a run of that system is in progress).
+    /// Starts a run in the background and says what was started.
     ///
     /// # Errors
     ///
-    /// A message for the operator.
+    /// Why it cannot start.
     fn start(
         &self,
         system: SyncSystem,
         kind: SyncKind,
         requested_by: &str,
-    ) -> Result<String, String>;
+    ) -> Result<String, SyncRefusal>;
+}
+
+/// Why a sync run could not be started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncRefusal {
+    /// No source of that system is configured (503 `SYNC_NOT_CONFIGURED`).
+    NotConfigured,
+    /// A run of that system is in progress (409 `SYNC_BUSY`).
+    Busy(String),
 }
 
 /// The API's state: the core, sessions, the Basic cache, settings.

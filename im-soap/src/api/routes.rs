@@ -411,12 +411,18 @@ pub(crate) async fn route(api: &Api, call: &Call, rec: &mut Record) -> Result<Re
                     Some(_) => return Err(ApiError::unprocessable("kind: FULL or INCREMENTAL")),
                 };
                 rec.target = format!("sync {} {}", system.as_str(), kind.as_str());
-                let Some(starter) = api.sync.get() else {
-                    return Err(ApiError::new(
+                let not_configured = || {
+                    ApiError::new(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "SYNC_NOT_CONFIGURED",
-                        "this server has no sync source configured; run im-sync instead",
-                    ));
+                        format!(
+                            "this server has no {} source configured ([sync] in its settings); run im-sync instead",
+                            system.as_str()
+                        ),
+                    )
+                };
+                let Some(starter) = api.sync.get() else {
+                    return Err(not_configured());
                 };
                 match starter.start(system, kind, &access.account) {
                     Ok(message) => Ok(Reply {
@@ -428,7 +434,10 @@ pub(crate) async fn route(api: &Api, call: &Call, rec: &mut Record) -> Result<Re
                         })?),
                         logged: false,
                     }),
-                    Err(message) => Err(ApiError::new(StatusCode::CONFLICT, "SYNC_BUSY", message)),
+                    Err(super::SyncRefusal::NotConfigured) => Err(not_configured()),
+                    Err(super::SyncRefusal::Busy(message)) => {
+                        Err(ApiError::new(StatusCode::CONFLICT, "SYNC_BUSY", message))
+                    }
                 }
             }
             _ => Err(ApiError::method("GET, POST")),
