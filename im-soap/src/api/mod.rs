@@ -64,6 +64,21 @@ pub struct Api {
     sessions: auth::Sessions,
     basic: auth::BasicCache,
     sync: OnceLock<Arc<dyn SyncStarter>>,
+    /// Password checks in progress (each may cost an Argon2 hash or a
+    /// directory bind); bounded by [`MAX_LOGINS`].
+    logins: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Most password checks the API runs at once; more callers get 503.
+const MAX_LOGINS: usize = 8;
+
+/// A place among the password checks in progress; freed when dropped.
+pub(crate) struct LoginSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for LoginSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Api {
@@ -230,7 +245,17 @@ impl Api {
             im,
             settings,
             sync: OnceLock::new(),
+            logins: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
+    }
+
+    /// A place for one password check, or `None` when too many run.
+    pub(crate) fn login_slot(&self) -> Option<LoginSlot> {
+        let running = self
+            .logins
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let slot = LoginSlot(Arc::clone(&self.logins));
+        (running < MAX_LOGINS).then_some(slot)
     }
 
     /// Sets what starts sync runs (once; later calls are ignored).

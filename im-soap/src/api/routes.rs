@@ -142,6 +142,13 @@ async fn login_checked(
     password: &str,
     ip: &str,
 ) -> Result<String, ApiError> {
+    let Some(_slot) = api.login_slot() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "too many logins in progress; try again",
+        ));
+    };
     match api.im.login(login, password, ip).await {
         Ok(p) => Ok(p.account),
         Err(LoginError::Refused(_)) => Err(ApiError::unauthenticated("login refused")),
