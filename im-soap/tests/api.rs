@@ -540,6 +540,14 @@ fn paging_bounds_and_bad_input() {
     assert_eq!(r.code(), "NOT_FOUND");
     let r = api(addr, "GET", "/tasks/WS0000", Some(&admin), None);
     assert_eq!(r.status, 404);
+    let r = raw(
+        addr,
+        b"GET /api/v2/tasks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("\"NOT_FOUND\""), "{}", r.text());
+    let r = api(addr, "GET", "/tasks?state=%ZZ", Some(&admin), None);
+    assert_eq!(r.status, 400);
 
     // Bad JSON, too deep JSON, unknown fields, too large bodies.
     let r = api(

@@ -293,6 +293,7 @@ impl Api {
                     };
                     routes::route(self, &call, &mut record).await
                 }
+                None if !path.starts_with(PREFIX) => Err(ApiError::not_found()),
                 None => Err(ApiError::bad_request("malformed path or query")),
             },
             Err(e) => Err(e),
