@@ -685,6 +685,75 @@ fn paging_bounds_and_bad_input() {
 }
 
 #[test]
+fn a_rejected_activation_is_redriven_from_the_outbox() {
+    let server = setup();
+    let addr = server.addr;
+    let task_no = install(&server, "api-redo@demo.example", "API-FLOW-REDO");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let due = rt.block_on(server.im.due_commands(10)).expect("due");
+    let cmd = due
+        .iter()
+        .find(|c| c.task_no == task_no)
+        .expect("its command");
+    let ack = im_core::lifecycle::Ack {
+        status: "REJECTED".into(),
+        code: "E42".into(),
+        desc: "port busy".into(),
+    };
+    let rec = rt
+        .block_on(server.im.record_delivery(
+            cmd.row_id,
+            cmd.redo,
+            im_core::lifecycle::Delivery::Rejected(ack),
+        ))
+        .expect("recorded");
+    assert_eq!(rec.task, im_core::model::TaskState::Failed);
+
+    let (tech, viewer) = (basic(TECH), basic(VIEWER));
+    let r = api(addr, "GET", "/outbox?state=FAILED", Some(&viewer), None);
+    assert_eq!(r.status, 200, "{}", r.json);
+    let failed = r.json["items"][0].clone();
+    assert_eq!(failed["task_no"], task_no.as_str());
+    assert!(
+        failed["last_ack"]
+            .as_str()
+            .is_some_and(|a| a.contains("E42"))
+    );
+    let id = failed["id"].as_i64().expect("row id");
+    let body = r#"{"reason":"port freed on site"}"#;
+    let r = api(
+        addr,
+        "POST",
+        &format!("/outbox/{id}/redo"),
+        Some(&viewer),
+        Some(body),
+    );
+    assert_eq!(r.status, 403);
+    let r = api(
+        addr,
+        "POST",
+        &format!("/outbox/{id}/redo"),
+        Some(&tech),
+        Some(body),
+    );
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["state"], "ACTIVATING");
+    let r = api(
+        addr,
+        "POST",
+        &format!("/outbox/{id}/redo"),
+        Some(&tech),
+        Some(body),
+    );
+    assert_eq!(r.status, 409, "only a failed command is re-driven");
+    let r = api(addr, "GET", &format!("/tasks/{task_no}"), Some(&tech), None);
+    assert_eq!(r.json["commands"][0]["id"], format!("{}-r1", cmd.id));
+    assert_eq!(r.json["commands"][0]["state"], "PENDING");
+    let r = api(addr, "POST", "/outbox/999999/redo", Some(&tech), Some(body));
+    assert_eq!(r.status, 404);
+}
+
+#[test]
 fn inventory_changes_by_hand() {
     let server = setup();
     let addr = server.addr;

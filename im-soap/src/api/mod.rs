@@ -273,10 +273,7 @@ impl Api {
             account: String::new(),
             action: action_of(&method),
             area: String::new(),
-            target: clip(
-                &format!("{} {}", method, path.strip_prefix(PREFIX).unwrap_or(&path)),
-                200,
-            ),
+            target: target_of(&method, &path, &raw_query),
             detail: String::new(),
         };
         let result = match self.read(req).await {
@@ -436,6 +433,17 @@ pub(crate) fn json_depth(bytes: &[u8]) -> usize {
         }
     }
     max
+}
+
+/// What the operation log names as a call's target by default: the method,
+/// the path under the prefix and the query (filters, never secrets).
+fn target_of(method: &http::Method, path: &str, query: &str) -> String {
+    let p = path.strip_prefix(PREFIX).unwrap_or(path);
+    if query.is_empty() {
+        clip(&format!("{method} {p}"), 200)
+    } else {
+        clip(&format!("{method} {p}?{query}"), 200)
+    }
 }
 
 fn action_of(m: &http::Method) -> OpAction {
