@@ -474,6 +474,7 @@ fn operators_work_an_install_end_to_end() {
         "DELETE FROM operation_log",
         "UPDATE resource_log SET actor = 'x'",
         "DELETE FROM resource_log",
+        "UPDATE login_log SET outcome = 'SUCCESS'",
         "DELETE FROM login_log",
     ] {
         let e = db.execute(sql, []).expect_err(sql);
@@ -807,6 +808,12 @@ fn inventory_changes_by_hand() {
         .filter_map(|e| e["operation"].as_str())
         .collect();
     assert_eq!(ops, vec!["REMOVE", "ADD"]);
+    let removal = &r.json["items"][0];
+    assert_eq!(removal["old_values"], json!({"removed": 0}));
+    assert_eq!(removal["new_values"], json!({"removed": 1}));
+    let added = &r.json["items"][1];
+    assert_eq!(added["old_values"], Value::Null);
+    assert_eq!(added["new_values"]["dslam"], "EX01-D1");
     let r = api(
         addr,
         "GET",

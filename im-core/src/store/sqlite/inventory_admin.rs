@@ -230,16 +230,8 @@ pub(crate) fn remove(
         )));
     }
     w.sync_remove(r, row.id, at).map_err(store_err)?;
-    let all: Vec<usize> = (0..r.fields().len()).collect();
-    let old = json_of(r, &row.vals, &all);
-    log(
-        w,
-        actor,
-        at,
-        &rec,
-        "REMOVE",
-        Some(&old),
-        Some("{\"removed\":true}"),
-    )?;
+    // Logged as a sync logs a removal.
+    let (old, new) = (r#"{"removed":0}"#, r#"{"removed":1}"#);
+    log(w, actor, at, &rec, "REMOVE", Some(old), Some(new))?;
     current(w.conn(), r, key)
 }
