@@ -2,7 +2,7 @@
 //! listener (see `docs/api.md` for every route).
 //!
 //! Each call is authenticated (a bearer session or HTTP Basic, see
-//! [`auth`]), checked against the caller's permissions for its route
+//! `auth.rs`), checked against the caller's permissions for its route
 //! ([`im_core::access`] holds them; this module enforces them), run through
 //! im-core, and recorded as one row of the operation log — refused calls
 //! included. Errors are `{"error":{"code":…,"message":…}}` with a stable
