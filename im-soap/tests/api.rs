@@ -666,6 +666,32 @@ fn paging_bounds_and_bad_input() {
     );
     let ops = r.json.to_string();
     assert!(!ops.contains("clerk-pass"), "no password in the logs");
+    let r = api(
+        addr,
+        "POST",
+        "/users",
+        Some(&admin),
+        Some(r#"{"login":"z1","mode":"LOCAL","password":{"p":"leak-me-1"}}"#),
+    );
+    assert_eq!(r.status, 400);
+    assert!(!r.json.to_string().contains("leak-me-1"));
+    let r = api(
+        addr,
+        "POST",
+        "/users",
+        Some(&admin),
+        Some(r#"{"login":"z1","mode":"LOCAL","roles":"leak-me-2"}"#),
+    );
+    assert_eq!(r.status, 400);
+    assert!(!r.json.to_string().contains("leak-me-2"), "{}", r.json);
+    let r = api(
+        addr,
+        "GET",
+        "/logs/operations?type=FAILURE",
+        Some(&admin),
+        None,
+    );
+    assert!(!r.json.to_string().contains("leak-me"), "{}", r.json);
 
     // Sync: no source configured in this server.
     let r = api(

@@ -308,7 +308,7 @@ impl Api {
                         OpOutcome::Failure
                     };
                 if record.detail.is_empty() {
-                    record.detail = e.code.to_string();
+                    record.detail = clip(&format!("{}: {}", e.code, e.message), 300);
                 }
                 (outcome, false, error_response(&e))
             }
@@ -400,12 +400,31 @@ fn json_error(e: &serde_json::Error) -> String {
         serde_json::error::Category::Io => "unreadable",
     };
     if e.classify() == serde_json::error::Category::Data {
-        // serde's data messages name the field and the type expected.
-        let m = e.to_string();
-        clip(&m, 200)
+        // serde's data messages name the field and the type expected; the
+        // values they quote are left out (they may be secrets, and the
+        // message goes to the operation log too).
+        clip(&redact_quoted(&e.to_string()), 200)
     } else {
         format!("{what} at line {} column {}", e.line(), e.column())
     }
+}
+
+/// `s` with the text between double quotes left out (`"…"`).
+fn redact_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut quoted = false;
+    for c in s.chars() {
+        if c == '"' {
+            if quoted {
+                out.push('…');
+            }
+            out.push(c);
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The deepest nesting of arrays and objects in a JSON text.
@@ -560,6 +579,18 @@ fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_values_are_left_out() {
+        assert_eq!(
+            redact_quoted(r#"invalid type: string "hunter2", expected a sequence at line 1"#),
+            r#"invalid type: string "…", expected a sequence at line 1"#
+        );
+        assert_eq!(
+            redact_quoted("unknown field `colour`"),
+            "unknown field `colour`"
+        );
+    }
 
     #[test]
     fn depth() {
