@@ -91,7 +91,11 @@ fn api(
 }
 
 fn setup() -> TestServer {
-    let server = TestServer::start(|_| {});
+    setup_with(|_| {})
+}
+
+fn setup_with(edit: impl FnOnce(&mut im_soap::ServerConfig)) -> TestServer {
+    let server = TestServer::start(edit);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     for (user, role) in [
         (ADMIN, "ROLE_ADMIN"),
@@ -709,6 +713,46 @@ fn paging_bounds_and_bad_input() {
     assert_eq!(r.status, 200);
     let r = api(addr, "GET", "/outbox?state=LOST", Some(&admin), None);
     assert_eq!(r.status, 422);
+}
+
+#[test]
+fn sessions_expire_and_basic_may_check_every_call() {
+    let server = setup_with(|c| {
+        c.api.session_ttl = im_soap::config::HumanDuration(std::time::Duration::from_millis(300));
+        c.api.basic_cache_ttl = im_soap::config::HumanDuration(std::time::Duration::ZERO);
+    });
+    let addr = server.addr;
+    let viewer = basic(VIEWER);
+    let r = api(addr, "POST", "/session", Some(&viewer), None);
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["expires_in"], 0);
+    let bearer = format!("Bearer {}", r.json["token"].as_str().expect("token"));
+    let r = api(addr, "GET", "/me", Some(&bearer), None);
+    assert_eq!(r.status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let r = api(addr, "GET", "/me", Some(&bearer), None);
+    assert_eq!(r.status, 401, "expired");
+    let r = api(addr, "GET", "/me", Some("Bearer not-a-token"), None);
+    assert_eq!(r.status, 401);
+    let r = api(addr, "POST", "/session", Some(&bearer), None);
+    assert_eq!(r.status, 401, "a session is opened with Basic only");
+    for _ in 0..3 {
+        assert_eq!(api(addr, "GET", "/me", Some(&viewer), None).status, 200);
+    }
+    let admin = basic(ADMIN);
+    let r = api(
+        addr,
+        "GET",
+        "/logs/logins?account=viewer1&type=SUCCESS",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(
+        r.json["items"].as_array().expect("items").len(),
+        4,
+        "without the cache every Basic call is a login: {}",
+        r.json
+    );
 }
 
 #[test]
