@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema.sql"),
     include_str!("migrations/002_sync.sql"),
     include_str!("migrations/003_login.sql"),
+    include_str!("migrations/004_sync_journal.sql"),
 ];
 
 /// A SQLite database file.
