@@ -43,6 +43,51 @@ async fn full_sync(im: &Im, base: &str) -> (Duration, im_core::sync::SyncReport)
     (t.elapsed(), report)
 }
 
+/// Latencies of the writer-wait probe.
+struct Waits(Vec<Duration>);
+
+impl Waits {
+    fn max_ms(&self) -> f64 {
+        self.0.iter().max().map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    }
+
+    fn p99_ms(&self) -> f64 {
+        let mut v = self.0.clone();
+        v.sort();
+        v.get(v.len().saturating_sub(1) * 99 / 100)
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    }
+}
+
+/// One writer round trip (a role that exists: a transaction that changes
+/// nothing), timed.
+async fn writer_round_trip(im: &Im) -> Duration {
+    let t = Instant::now();
+    im.ensure_role("ROLE_WRITER_PROBE", "writer probe")
+        .await
+        .expect("probe");
+    t.elapsed()
+}
+
+async fn probe_writer(im: &Im, for_: Duration) -> Waits {
+    let end = Instant::now() + for_;
+    let mut v = Vec::new();
+    while Instant::now() < end {
+        v.push(writer_round_trip(im).await);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Waits(v)
+}
+
+async fn probe_until(im: Im, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Waits {
+    let mut v = Vec::new();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        v.push(writer_round_trip(&im).await);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Waits(v)
+}
+
 /// The limit: the same port rows, inserted in one transaction.
 fn bulk_insert(dir: &std::path::Path, spec: &DemoSpec) -> Duration {
     let inv = inventory(spec);
@@ -102,7 +147,15 @@ fn main() {
         let (first, r1) = full_sync(&im, &sim.base_url()).await;
         let rss1 = peak_rss_mb();
         sim.advance(0.0, 0.01, 0.0);
+        // A writer-wait probe: a no-op write on the writer every 2 ms, as
+        // an OM call would queue, first while nothing else runs (the usual
+        // wait), then during the resync.
+        let idle = probe_writer(&im, Duration::from_secs(2)).await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let probe = tokio::spawn(probe_until(im.clone(), std::sync::Arc::clone(&stop)));
         let (second, r2) = full_sync(&im, &sim.base_url()).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let during = probe.await.expect("probe");
         let rss2 = peak_rss_mb();
         im.close();
         sim.stop().await;
@@ -139,9 +192,18 @@ fn main() {
             rss2
         );
         println!(
-            "writer held by the apply (intake waits at most this long): first {:.0} ms, resync {:.0} ms",
+            "apply: first load {:.0} ms in one transaction, resync {:.0} ms in slices",
             r1.apply_time.as_secs_f64() * 1e3,
             r2.apply_time.as_secs_f64() * 1e3
+        );
+        println!(
+            "writer wait of a probe call every 2 ms: idle max {:.1} ms ({} calls); during the resync max {:.1} ms, p99 {:.1} ms ({} calls): {:.1} ms longer",
+            idle.max_ms(),
+            idle.0.len(),
+            during.max_ms(),
+            during.p99_ms(),
+            during.0.len(),
+            during.max_ms() - idle.max_ms()
         );
     });
 }

@@ -195,7 +195,11 @@ impl Im {
     ) -> Result<Im, CoreError> {
         let login = Arc::new(crate::login::LoginState::new(&config.login)?);
         let stats = Arc::new(Stats::default());
-        let writer_conn = store.open_writer()?;
+        let mut writer_conn = store.open_writer()?;
+        // A sync run decided before a crash is finished before anything
+        // else is served: once open, the inventory is as before or as after
+        // every run.
+        sync::recover(&mut writer_conn);
         let (wtx, wrx) = mpsc::sync_channel(config.queue_capacity.max(1));
         let (rtx, rrx) = mpsc::channel::<ReadMsg>();
         let rrx = Arc::new(Mutex::new(rrx));

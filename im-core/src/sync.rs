@@ -63,6 +63,9 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod journal;
+pub(crate) use journal::Sliced;
+
 /// The source systems IM mirrors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SyncSystem {
@@ -523,6 +526,11 @@ pub struct SyncConfig {
     pub lease: Duration,
     /// Rejected rows kept for the report (all are counted). Default 100.
     pub max_reported_rejects: usize,
+    /// Changes applied per write transaction when a run's diff is larger
+    /// than this (and the inventory is not empty): the run is journaled,
+    /// then applied in slices of this many changes with OM calls served in
+    /// between. Default 256.
+    pub apply_slice: usize,
 }
 
 impl Default for SyncConfig {
@@ -533,6 +541,7 @@ impl Default for SyncConfig {
             ont_grace: Duration::from_secs(7 * 24 * 3600),
             lease: Duration::from_secs(600),
             max_reported_rejects: 100,
+            apply_slice: 256,
         }
     }
 }
@@ -852,6 +861,17 @@ pub(crate) struct Applied {
     conflicts: Vec<Conflict>,
 }
 
+impl Applied {
+    /// Adds a slice's changes (rejected rows are counted once, by the run).
+    fn merge(&mut self, other: Applied) {
+        self.counts.added += other.counts.added;
+        self.counts.changed += other.counts.changed;
+        self.counts.removed += other.counts.removed;
+        self.counts.conflicts += other.counts.conflicts;
+        self.conflicts.extend(other.conflicts);
+    }
+}
+
 /// Sync work for the writer thread.
 pub(crate) enum WriterOp {
     Begin {
@@ -868,6 +888,25 @@ pub(crate) enum WriterOp {
         lease: Duration,
     },
     Apply(Box<Plan>),
+    /// Journal rows `first_seq..` of an undecided run.
+    Journal {
+        system: SyncSystem,
+        holder: String,
+        run_id: i64,
+        first_seq: u64,
+        bodies: Vec<Vec<u8>>,
+    },
+    /// Decides a journaled run (all its rows written, lease still held).
+    Decide(Box<crate::store::JournalHead>),
+    /// Applies the next slice of a decided run.
+    Slice {
+        run_id: i64,
+        limit: usize,
+    },
+    /// The decided runs of a system not yet fully applied.
+    Pending {
+        system: SyncSystem,
+    },
     End {
         system: SyncSystem,
         holder: String,
@@ -885,6 +924,9 @@ pub(crate) enum WriterReply {
     Held(String),
     Renewed(bool),
     Applied(Applied),
+    Journaled,
+    Sliced(Sliced),
+    Pending(Vec<i64>),
     Ended,
 }
 
@@ -970,8 +1012,57 @@ pub(crate) fn run_writer_op<W: WriteConn>(
                 ended: &at,
             })?;
             c.sync_release(system.as_str(), &holder)?;
+            c.journal_drop_undecided()?;
             Ok(WriterReply::Ended)
         }),
+        WriterOp::Journal {
+            system,
+            holder,
+            run_id,
+            first_seq,
+            bodies,
+        } => in_tx(conn, |c| {
+            if !c.sync_renew(
+                system.as_str(),
+                &holder,
+                lease_expiry(unix_now(), std::time::Duration::from_secs(600)),
+            )? {
+                return Err(StoreError::Data(
+                    "the run's lease was taken over by another run".into(),
+                ));
+            }
+            c.journal_put(run_id, first_seq, &bodies)?;
+            Ok(WriterReply::Journaled)
+        }),
+        WriterOp::Decide(head) => in_tx(conn, |c| {
+            if !c.sync_renew(
+                &head.system,
+                &head.holder,
+                lease_expiry(unix_now(), std::time::Duration::from_secs(600)),
+            )? {
+                return Err(StoreError::Data(
+                    "the run's lease was taken over by another run".into(),
+                ));
+            }
+            let have = c.journal_len(head.run_id)?;
+            if have != head.changes {
+                return Err(StoreError::Data(format!(
+                    "the run's journal holds {have} of its {} changes",
+                    head.changes
+                )));
+            }
+            c.journal_decide(&head)?;
+            Ok(WriterReply::Journaled)
+        }),
+        WriterOp::Slice { run_id, limit } => in_tx(conn, |c| {
+            journal::apply_slice(c, run_id, limit, &at).map(WriterReply::Sliced)
+        }),
+        WriterOp::Pending { system } => Ok(WriterReply::Pending(
+            conn.journal_heads(Some(system.as_str()))?
+                .into_iter()
+                .map(|h| h.run_id)
+                .collect(),
+        )),
         WriterOp::Apply(plan) => {
             let applied = in_tx(conn, |c| {
                 // A run whose lease was taken over (it stalled past its
@@ -1017,6 +1108,41 @@ pub(crate) fn run_writer_op<W: WriteConn>(
                 }
             }
         }
+    }
+}
+
+/// Finishes every decided run that a crash interrupted and drops the
+/// journal rows of runs that were never decided. Called by the writer
+/// thread before it serves anything.
+pub(crate) fn recover<W: WriteConn>(conn: &mut W) {
+    let heads = match conn.journal_heads(None) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the sync apply journal");
+            return;
+        }
+    };
+    for head in heads {
+        let t = Instant::now();
+        loop {
+            let at = rfc3339(SystemTime::now());
+            match in_tx(conn, |c| {
+                journal::apply_slice(c, head.run_id, journal::RECOVERY_SLICE, &at)
+            }) {
+                Ok(s) if s.done => {
+                    tracing::info!(system = %head.system, run = head.run_id, took_ms = t.elapsed().as_millis() as u64, "finished a sync run that was interrupted after it was decided");
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(system = %head.system, run = head.run_id, error = %e, "cannot finish an interrupted sync run; the next run of the system retries");
+                    break;
+                }
+            }
+        }
+    }
+    if let Err(e) = in_tx(conn, |c| c.journal_drop_undecided()) {
+        tracing::error!(error = %e, "cannot drop the journal of undecided sync runs");
     }
 }
 
@@ -1082,12 +1208,46 @@ fn state_of(resource: Resource, vals: &[Val]) -> Option<&str> {
     vals.get(i).and_then(Val::as_text)
 }
 
-/// Applies a plan inside the writer's open transaction.
+/// Applies a whole plan inside the writer's open transaction and ends the
+/// run.
 fn apply<W: WriteConn>(conn: &mut W, plan: &Plan, at: &str) -> Result<Applied, StoreError> {
-    let actor = format!("sync:{}:{}", plan.system, plan.run_id);
-    let mut ids = IdCache::default();
     let mut out = Applied::default();
     out.counts.rejected = plan.rejected;
+    apply_changes(
+        conn,
+        plan.run_id,
+        plan.system,
+        &plan.changes,
+        &plan.packed,
+        at,
+        &mut out,
+    )?;
+    conn.sync_run_end(&RunEnd {
+        run_id: plan.run_id,
+        status: RunStatus::Succeeded.as_str(),
+        snapshot: plan.snapshot.as_deref(),
+        watermark: plan.watermark.as_deref(),
+        counts: out.counts,
+        error: None,
+        ended: at,
+    })?;
+    conn.sync_release(plan.system.as_str(), &plan.holder)?;
+    Ok(out)
+}
+
+/// Applies changes of run `run_id` inside the writer's open transaction,
+/// adding what they did to `out`.
+fn apply_changes<W: WriteConn>(
+    conn: &mut W,
+    run_id: i64,
+    system: SyncSystem,
+    changes: &[Change],
+    packed: &Packed,
+    at: &str,
+    out: &mut Applied,
+) -> Result<(), StoreError> {
+    let actor = format!("sync:{system}:{run_id}");
+    let mut ids = IdCache::default();
     let flag = |conn: &mut W,
                 out: &mut Applied,
                 resource: Resource,
@@ -1107,10 +1267,7 @@ fn apply<W: WriteConn>(conn: &mut W, plan: &Plan, at: &str) -> Result<Applied, S
         if !active {
             return Ok(());
         }
-        let reason = format!(
-            "{resource} {code} {what} by {} (run {})",
-            plan.system, plan.run_id
-        );
+        let reason = format!("{resource} {code} {what} by {system} (run {run_id})");
         conn.sync_flag_conflict(service_id, &reason, at)?;
         out.counts.conflicts += 1;
         out.conflicts.push(Conflict {
@@ -1123,10 +1280,10 @@ fn apply<W: WriteConn>(conn: &mut W, plan: &Plan, at: &str) -> Result<Applied, S
         });
         Ok(())
     };
-    for change in &plan.changes {
+    for change in changes {
         match change {
             Change::Insert(off) => {
-                let rec = &plan.packed.get(*off);
+                let rec = &packed.get(*off);
                 conn.sync_insert(rec, &mut ids, at)?;
                 let all: Vec<usize> = (0..rec.vals.len()).collect();
                 conn.log_resource(&ResourceLogWrite {
@@ -1193,7 +1350,7 @@ fn apply<W: WriteConn>(conn: &mut W, plan: &Plan, at: &str) -> Result<Applied, S
                     && state_of(new.resource, &new.vals) == Some("FAULTY")
                     && (state_of(new.resource, old) != Some("FAULTY") || *restore)
                 {
-                    flag(conn, &mut out, new.resource, *id, &code, "reported FAULTY")?;
+                    flag(conn, out, new.resource, *id, &code, "reported FAULTY")?;
                 }
             }
             Change::Remove(r) => {
@@ -1217,22 +1374,12 @@ fn apply<W: WriteConn>(conn: &mut W, plan: &Plan, at: &str) -> Result<Applied, S
                 })?;
                 out.counts.removed += 1;
                 if resource.is_held() {
-                    flag(conn, &mut out, *resource, *id, &code, "removed")?;
+                    flag(conn, out, *resource, *id, &code, "removed")?;
                 }
             }
         }
     }
-    conn.sync_run_end(&RunEnd {
-        run_id: plan.run_id,
-        status: RunStatus::Succeeded.as_str(),
-        snapshot: plan.snapshot.as_deref(),
-        watermark: plan.watermark.as_deref(),
-        counts: out.counts,
-        error: None,
-        ended: at,
-    })?;
-    conn.sync_release(plan.system.as_str(), &plan.holder)?;
-    Ok(out)
+    Ok(())
 }
 
 /// Shares repeated short texts (states, parent keys) within a run.
@@ -1307,6 +1454,9 @@ pub struct SyncSession {
     rejected: u64,
     rejects: Vec<RejectedRow>,
     live_before: u64,
+    /// Whether the system had no live row when the run began (its first
+    /// load may hold intake for its whole apply).
+    empty_before: bool,
     started: Instant,
     renewed: Instant,
     finished: bool,
@@ -1335,10 +1485,15 @@ impl Im {
             std::process::id(),
             u64::from_le_bytes(token)
         );
+        self.finish_decided_runs(opts.system, opts.config.apply_slice)?;
         let mut reader = self.sync_reader()?;
+        let d = opts.system.domain();
+        let empty_before = match opts.system.resources().first() {
+            Some(&r) => reader.sync_live_count(r, r.has_domain().then_some(d))? == 0,
+            None => true,
+        };
         let mut live_before = 0;
         if opts.kind == SyncKind::Full {
-            let d = opts.system.domain();
             for &r in opts.system.resources() {
                 live_before += reader.sync_live_count(r, r.has_domain().then_some(d))?;
             }
@@ -1381,10 +1536,33 @@ impl Im {
             rejected: 0,
             rejects: Vec::new(),
             live_before,
+            empty_before,
             started: Instant::now(),
             renewed: Instant::now(),
             finished: false,
         })
+    }
+
+    /// Finishes the decided runs of `system` that a crash or a storage
+    /// failure interrupted (slice by slice, OM calls served in between).
+    fn finish_decided_runs(&self, system: SyncSystem, slice: usize) -> Result<(), SyncError> {
+        let WriterReply::Pending(runs) = self.sync_op(WriterOp::Pending { system })? else {
+            return Err(CoreError::Invalid("unexpected writer reply".into()).into());
+        };
+        for run_id in runs {
+            tracing::info!(system = %system, run = run_id, "finishing an interrupted sync run");
+            loop {
+                match self.sync_op(WriterOp::Slice {
+                    run_id,
+                    limit: slice.max(1),
+                })? {
+                    WriterReply::Sliced(s) if s.done => break,
+                    WriterReply::Sliced(_) => {}
+                    _ => return Err(CoreError::Invalid("unexpected writer reply".into()).into()),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The watermark of the last `SUCCEEDED` run of `system` (what the next
@@ -1906,8 +2084,13 @@ impl SyncSession {
 
     /// Ends the run: the removal pass of a full run (stored live rows of the
     /// system that the snapshot did not list), the guards, and the apply of
-    /// the whole diff by the writer in one transaction. The report says how
-    /// it ended; nothing is applied unless its status is `SUCCEEDED`.
+    /// the diff by the writer. A diff of at most [`SyncConfig::apply_slice`]
+    /// changes, or the first load of an empty inventory, is applied in one
+    /// transaction; a larger one is journaled, decided, then applied in
+    /// slices with OM calls served in between (see `sync/journal.rs`). The
+    /// report says how it ended; nothing is applied unless its status is
+    /// `SUCCEEDED` (or, after a storage failure between slices, the run is
+    /// decided and is finished when the database is next opened).
     pub fn finish(mut self) -> SyncReport {
         if self.finished {
             return self.report(RunStatus::Failed, SyncCounts::default(), None);
@@ -1944,6 +2127,10 @@ impl SyncSession {
             );
             return self.end(RunStatus::Aborted, counts, &msg);
         }
+        let slice = self.opts.config.apply_slice.max(1);
+        if !self.empty_before && self.changes.len() > slice {
+            return self.finish_in_slices(counts, slice);
+        }
         self.finished = true;
         let plan = Plan {
             run_id: self.run_id,
@@ -1977,6 +2164,93 @@ impl SyncSession {
             }
         };
         rep.apply_time = apply_time;
+        rep
+    }
+
+    /// Journals the diff, decides the run, and applies it slice by slice.
+    fn finish_in_slices(mut self, planned: SyncCounts, slice: usize) -> SyncReport {
+        let t = Instant::now();
+        let changes = std::mem::take(&mut self.changes);
+        let packed = std::mem::take(&mut self.packed);
+        let total = changes.len() as u64;
+        let chunk = slice.saturating_mul(8).max(1);
+        for (n, part) in changes.chunks(chunk).enumerate() {
+            let bodies: Vec<Vec<u8>> = part.iter().map(|c| journal::encode(c, &packed)).collect();
+            let r = self.im.sync_op(WriterOp::Journal {
+                system: self.opts.system,
+                holder: self.holder.clone(),
+                run_id: self.run_id,
+                first_seq: (n * chunk) as u64,
+                bodies,
+            });
+            if let Err(e) = r {
+                return self.end(RunStatus::Failed, planned, &format!("apply failed: {e}"));
+            }
+        }
+        drop(changes);
+        drop(packed);
+        let head = crate::store::JournalHead {
+            run_id: self.run_id,
+            system: self.opts.system.as_str().to_string(),
+            holder: self.holder.clone(),
+            snapshot: self.snapshot.clone(),
+            watermark: self.watermark.clone(),
+            rejected: self.rejected,
+            changes: total,
+            decided: rfc3339(SystemTime::now()),
+        };
+        if let Err(e) = self.im.sync_op(WriterOp::Decide(Box::new(head))) {
+            return self.end(RunStatus::Failed, planned, &format!("apply failed: {e}"));
+        }
+        // Decided: from here the run is applied in full, by this session or,
+        // after a failure, by whoever opens the database next.
+        self.finished = true;
+        let mut applied = Applied {
+            counts: SyncCounts {
+                rejected: self.rejected,
+                ..SyncCounts::default()
+            },
+            ..Applied::default()
+        };
+        let mut failures = 0;
+        loop {
+            match self.im.sync_op(WriterOp::Slice {
+                run_id: self.run_id,
+                limit: slice,
+            }) {
+                Ok(WriterReply::Sliced(s)) => {
+                    applied.merge(s.applied);
+                    if s.done {
+                        break;
+                    }
+                }
+                Ok(_) => failures = 3,
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(system = %self.opts.system, run = self.run_id, error = %e, "a slice of a decided sync run failed");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            if failures >= 3 {
+                let mut rep = self.report(
+                    RunStatus::Failed,
+                    applied.counts,
+                    Some(
+                        "apply interrupted by a storage failure: the run is decided and its \
+                         remaining changes are applied when the database is next opened or \
+                         the next run of this system begins"
+                            .into(),
+                    ),
+                );
+                rep.watermark = None;
+                rep.apply_time = t.elapsed();
+                return rep;
+            }
+        }
+        tracing::info!(system = %self.opts.system, run = self.run_id, added = applied.counts.added, changed = applied.counts.changed, removed = applied.counts.removed, rejected = applied.counts.rejected, conflicts = applied.counts.conflicts, slices = total.div_ceil(slice as u64), "sync run applied");
+        let mut rep = self.report(RunStatus::Succeeded, applied.counts, None);
+        rep.conflicts = applied.conflicts;
+        rep.apply_time = t.elapsed();
         rep
     }
 

@@ -53,9 +53,12 @@ fn open(dir: &Path) -> Im {
     Im::open(cfg).unwrap()
 }
 
+/// Small pages, and small apply slices: every diff of more than 7 changes
+/// after a first load goes through the journal and is applied in slices.
 fn settings(kind: SyncKind) -> SyncSettings {
     let mut s = SyncSettings::new(kind);
     s.page_limit = 50;
+    s.config.apply_slice = 7;
     s
 }
 
@@ -621,4 +624,96 @@ async fn ematrix_after_matrix() {
     im.close();
     matrix.stop().await;
     ematrix.stop().await;
+}
+
+/// The ADSL inventory and what the resource log says about it, without the
+/// timestamps (two databases that ran the same runs compare equal).
+fn adsl_state(dir: &Path) -> Vec<String> {
+    let conn = db(dir);
+    let mut out = Vec::new();
+    for sql in [
+        "SELECT id, name, exchange_id, removed FROM dslam ORDER BY id",
+        "SELECT id, dslam_id, frame, slot, port, state, service_id, removed FROM port ORDER BY id",
+        "SELECT actor, resource_type, code, operation, old_values, new_values FROM resource_log ORDER BY id",
+        "SELECT id, status, added, changed, removed, rejected, conflicts, snapshot, watermark FROM sync_run ORDER BY id",
+    ] {
+        let mut st = conn.prepare(sql).unwrap();
+        let n = st.column_count();
+        let mut rows = st.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            let cols: Vec<String> = (0..n)
+                .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                .collect();
+            out.push(cols.join("|"));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decided_run_interrupted_between_slices_is_finished_when_the_database_opens() {
+    let spec = small_spec();
+    let sim = sim(System::Matrix, spec).await;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (im_a, im_b) = (open(a.path()), open(b.path()));
+    for im in [&im_a, &im_b] {
+        let r = sync(im, &sim, &settings(SyncKind::Full)).await;
+        assert_eq!(r.status, RunStatus::Succeeded, "{r:?}");
+    }
+    sim.advance(0.02, 0.10, 0.03);
+
+    // A: the resync runs to its end, slice by slice.
+    let r = sync(&im_a, &sim, &settings(SyncKind::Full)).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:?}");
+    let changes = r.counts.added + r.counts.changed + r.counts.removed;
+    assert!(
+        changes > 3 * 7,
+        "too few changes ({changes}) to need several slices"
+    );
+
+    // B: the same run, but every slice fails after the run is decided (a
+    // storage failure, injected with a trigger): nothing of it is applied.
+    let before = adsl_state(b.path());
+    db(b.path())
+        .execute_batch(
+            "CREATE TRIGGER fail_slices BEFORE DELETE ON sync_journal_change \
+             BEGIN SELECT RAISE(ABORT, 'injected storage failure'); END",
+        )
+        .unwrap();
+    let r = sync(&im_b, &sim, &settings(SyncKind::Full)).await;
+    assert_eq!(r.status, RunStatus::Failed, "{r:?}");
+    assert!(
+        r.error.as_deref().unwrap_or("").contains("decided"),
+        "{r:?}"
+    );
+    let mut now = adsl_state(b.path());
+    now.pop(); // the run's own row: RUNNING, not yet ended
+    assert_eq!(now, before, "a slice that failed left changes behind");
+    assert_eq!(
+        count(b.path(), "SELECT count(*) FROM sync_journal"),
+        1,
+        "the decided run is kept in the journal"
+    );
+
+    // The failure is repaired and IM is opened again: the decided run is
+    // finished before anything else, exactly as A applied it.
+    db(b.path())
+        .execute_batch("DROP TRIGGER fail_slices")
+        .unwrap();
+    im_b.close();
+    drop(im_b);
+    let im_b = open(b.path());
+    assert_eq!(adsl_state(b.path()), adsl_state(a.path()));
+    assert_eq!(
+        count(b.path(), "SELECT count(*) FROM sync_journal_change")
+            + count(b.path(), "SELECT count(*) FROM sync_journal"),
+        0
+    );
+    // And the system is free for its next run.
+    let r = sync(&im_b, &sim, &settings(SyncKind::Full)).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{r:?}");
+    assert_eq!(
+        (r.counts.added, r.counts.changed, r.counts.removed),
+        (0, 0, 0)
+    );
 }

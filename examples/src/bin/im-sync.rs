@@ -80,6 +80,10 @@ struct Args {
     /// Days an ONT registered by OM may stay unlisted by eMatrix.
     #[arg(long, default_value_t = 7)]
     ont_grace_days: u64,
+    /// Changes applied per write transaction when a diff is larger (OM
+    /// calls are served between two slices).
+    #[arg(long, default_value_t = 256)]
+    apply_slice: usize,
     /// Directory of retry-policy files (`matrix.toml`, `ematrix.toml`).
     #[arg(long)]
     retry_dir: Option<PathBuf>,
@@ -184,6 +188,7 @@ async fn run(args: Args) -> ExitCode {
         max_bad_share: args.max_bad_share,
         max_removal_share: args.max_removal_share,
         ont_grace: Duration::from_secs(args.ont_grace_days * 86_400),
+        apply_slice: args.apply_slice.max(1),
         ..SyncConfig::default()
     };
     let code = if args.once {

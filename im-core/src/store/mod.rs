@@ -617,6 +617,28 @@ pub struct ResourceLogWrite<'a> {
     pub new_values: Option<&'a str>,
 }
 
+/// The head of a decided sync run's apply journal: what the last slice
+/// needs to end the run (its changes are journal rows `0..changes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalHead {
+    /// The run.
+    pub run_id: i64,
+    /// `matrix` or `ematrix`.
+    pub system: String,
+    /// The run's lease holder (released when the last slice is applied).
+    pub holder: String,
+    /// The source's snapshot, recorded at the end.
+    pub snapshot: Option<String>,
+    /// The watermark recorded at the end.
+    pub watermark: Option<String>,
+    /// Rows the run rejected.
+    pub rejected: u64,
+    /// How many changes the journal holds in all.
+    pub changes: u64,
+    /// When the run was decided (RFC 3339).
+    pub decided: String,
+}
+
 /// The end of a sync run, for the run log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunEnd<'a> {
@@ -712,4 +734,24 @@ pub trait SyncWrite {
     fn sync_flag_conflict(&mut self, service_id: i64, reason: &str, at: &str) -> StoreResult<()>;
     /// Appends to the resource operation log.
     fn log_resource(&mut self, entry: &ResourceLogWrite<'_>) -> StoreResult<()>;
+    /// Writes journal rows `first_seq..` of a run that is not decided yet.
+    fn journal_put(&mut self, run_id: i64, first_seq: u64, bodies: &[Vec<u8>]) -> StoreResult<()>;
+    /// How many journal rows a run has.
+    fn journal_len(&mut self, run_id: i64) -> StoreResult<u64>;
+    /// Decides a run: writes its journal head.
+    fn journal_decide(&mut self, head: &JournalHead) -> StoreResult<()>;
+    /// The heads of every decided run not yet fully applied, oldest first
+    /// (of one system, or of all).
+    fn journal_heads(&mut self, system: Option<&str>) -> StoreResult<Vec<JournalHead>>;
+    /// Takes (reads and deletes) a run's next `limit` journal rows, in order.
+    fn journal_take(&mut self, run_id: i64, limit: usize) -> StoreResult<Vec<Vec<u8>>>;
+    /// Deletes a run's head (its last slice was applied).
+    fn journal_close(&mut self, run_id: i64) -> StoreResult<()>;
+    /// Deletes the journal rows of runs that were never decided and are no
+    /// longer running.
+    fn journal_drop_undecided(&mut self) -> StoreResult<u64>;
+    /// Adds a slice's counts to a run's row of the run log.
+    fn sync_run_add(&mut self, run_id: i64, counts: &SyncCounts) -> StoreResult<()>;
+    /// A run's counts as the run log holds them.
+    fn sync_run_counts(&mut self, run_id: i64) -> StoreResult<SyncCounts>;
 }

@@ -23,7 +23,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema.sql"),
     include_str!("migrations/002_sync.sql"),
     include_str!("migrations/003_login.sql"),
-    include_str!("migrations/004_operations.sql"),
+    include_str!("migrations/004_sync_journal.sql"),
+    include_str!("migrations/005_operations.sql"),
 ];
 
 /// A SQLite database file.

@@ -6,8 +6,8 @@
 use super::{HasConn, InventoryCache, SqliteReader, SqliteWriter, backend};
 use crate::model::Domain;
 use crate::store::{
-    Holder, IdCache, ResourceLogWrite, RunEnd, StoreError, StoreResult, StoredRow, SyncRead,
-    SyncWrite,
+    Holder, IdCache, JournalHead, ResourceLogWrite, RunEnd, StoreError, StoreResult, StoredRow,
+    SyncRead, SyncWrite,
 };
 use crate::sync::{Record, Resource, SyncCounts, SyncRunRec, Val};
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -787,5 +787,151 @@ impl SyncWrite for SqliteWriter {
             ])
             .map_err(backend)?;
         Ok(())
+    }
+
+    fn journal_put(&mut self, run_id: i64, first_seq: u64, bodies: &[Vec<u8>]) -> StoreResult<()> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO sync_journal_change (run_id, seq, body) VALUES (?1, ?2, ?3)",
+            )
+            .map_err(backend)?;
+        for (i, body) in bodies.iter().enumerate() {
+            let seq = i64::try_from(first_seq + i as u64).unwrap_or(i64::MAX);
+            st.execute(params![run_id, seq, body]).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn journal_len(&mut self, run_id: i64) -> StoreResult<u64> {
+        self.conn
+            .prepare_cached("SELECT count(*) FROM sync_journal_change WHERE run_id = ?1")
+            .map_err(backend)?
+            .query_row([run_id], |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+            .map_err(backend)
+    }
+
+    fn journal_decide(&mut self, h: &JournalHead) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO sync_journal (run_id, system, holder, snapshot, watermark, rejected, \
+                 changes, decided) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .map_err(backend)?
+            .execute(params![
+                h.run_id,
+                h.system,
+                h.holder,
+                h.snapshot,
+                h.watermark,
+                h.rejected as i64,
+                h.changes as i64,
+                h.decided
+            ])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn journal_heads(&mut self, system: Option<&str>) -> StoreResult<Vec<JournalHead>> {
+        self.conn
+            .prepare_cached(
+                "SELECT run_id, system, holder, snapshot, watermark, rejected, changes, decided \
+                 FROM sync_journal WHERE ?1 IS NULL OR system = ?1 ORDER BY run_id",
+            )
+            .map_err(backend)?
+            .query_map([system], |r| {
+                Ok(JournalHead {
+                    run_id: r.get(0)?,
+                    system: r.get(1)?,
+                    holder: r.get(2)?,
+                    snapshot: r.get(3)?,
+                    watermark: r.get(4)?,
+                    rejected: r.get::<_, i64>(5)?.max(0) as u64,
+                    changes: r.get::<_, i64>(6)?.max(0) as u64,
+                    decided: r.get(7)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(backend)
+    }
+
+    fn journal_take(&mut self, run_id: i64, limit: usize) -> StoreResult<Vec<Vec<u8>>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, Vec<u8>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, body FROM sync_journal_change WHERE run_id = ?1 ORDER BY seq LIMIT ?2",
+            )
+            .map_err(backend)?
+            .query_map(params![run_id, limit], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(backend)?;
+        if let Some((last, _)) = rows.last() {
+            self.conn
+                .prepare_cached("DELETE FROM sync_journal_change WHERE run_id = ?1 AND seq <= ?2")
+                .map_err(backend)?
+                .execute(params![run_id, last])
+                .map_err(backend)?;
+        }
+        Ok(rows.into_iter().map(|(_, b)| b).collect())
+    }
+
+    fn journal_close(&mut self, run_id: i64) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("DELETE FROM sync_journal WHERE run_id = ?1")
+            .map_err(backend)?
+            .execute([run_id])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn journal_drop_undecided(&mut self) -> StoreResult<u64> {
+        self.conn
+            .prepare_cached(
+                "DELETE FROM sync_journal_change WHERE run_id NOT IN (SELECT run_id FROM sync_journal) \
+                 AND run_id IN (SELECT id FROM sync_run WHERE status <> 'RUNNING')",
+            )
+            .map_err(backend)?
+            .execute([])
+            .map(|n| n as u64)
+            .map_err(backend)
+    }
+
+    fn sync_run_add(&mut self, run_id: i64, c: &SyncCounts) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE sync_run SET added = added + ?2, changed = changed + ?3, \
+                 removed = removed + ?4, conflicts = conflicts + ?5 WHERE id = ?1",
+            )
+            .map_err(backend)?
+            .execute(params![
+                run_id,
+                c.added as i64,
+                c.changed as i64,
+                c.removed as i64,
+                c.conflicts as i64
+            ])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn sync_run_counts(&mut self, run_id: i64) -> StoreResult<SyncCounts> {
+        self.conn
+            .prepare_cached(
+                "SELECT added, changed, removed, rejected, conflicts FROM sync_run WHERE id = ?1",
+            )
+            .map_err(backend)?
+            .query_row([run_id], |r| {
+                let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+                Ok(SyncCounts {
+                    added: n(0)?,
+                    changed: n(1)?,
+                    removed: n(2)?,
+                    rejected: n(3)?,
+                    conflicts: n(4)?,
+                })
+            })
+            .map_err(backend)
     }
 }

@@ -1,4 +1,4 @@
--- IM schema, migration 4: the operators' side (spec auth-and-config.md,
+-- IM schema, migration 5: the operators' side (spec auth-and-config.md,
 -- "Users, roles, organisations" and "Operation log").
 
 -- Every action a user or system takes through the operators' API (add,
