@@ -766,6 +766,17 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_is_valid() {
+        let doc = include_str!("../../docs/configuration.md");
+        let start = doc.find("```toml\n").expect("an example") + "```toml\n".len();
+        let len = doc[start..].find("```").expect("its end");
+        let c = ServerConfig::from_toml_str(&doc[start..start + len]).expect("the example parses");
+        assert!(c.api.enabled);
+        assert!(c.login.ad.is_some());
+        assert!(c.sync.matrix_url.is_some());
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(
             HumanDuration::parse("250ms").map(HumanDuration::get),
