@@ -73,6 +73,111 @@ fn send(port: u16, method: &str, path: &str, auth: Option<&str>, body: &str) -> 
     (status, body)
 }
 
+/// Starts `nbi-sim` for Matrix (the demo inventory) on a free port.
+fn start_nbi_sim() -> (Killed, u16) {
+    let nbi_port = free_port();
+    let mut nbi = Command::new(env!("CARGO_BIN_EXE_nbi-sim"))
+        .args([
+            "--system",
+            "matrix",
+            "--listen",
+            &format!("127.0.0.1:{nbi_port}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut nbi_lines = BufReader::new(nbi.stdout.take().unwrap()).lines();
+    let killed = Killed(nbi);
+    assert!(
+        nbi_lines
+            .next()
+            .is_some_and(|l| l.is_ok_and(|l| l.contains("simulator"))),
+        "nbi-sim started"
+    );
+    std::thread::spawn(move || for _ in nbi_lines {});
+    (killed, nbi_port)
+}
+
+/// Starts `im-server` on `dir/im.db` with `extra` appended to its TOML file;
+/// returns once it listens, with the rest of its standard output.
+fn start_server(
+    dir: &std::path::Path,
+    extra: &str,
+) -> (
+    Killed,
+    u16,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
+    let port = free_port();
+    let cfg = dir.join("im.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndatabase = \"{}\"\nkey_file = \"{}\"\nlog_level = \"warn\"\n{extra}",
+            dir.join("im.db").display(),
+            dir.join("im.key").display()
+        ),
+    )
+    .unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_im-server"))
+        .arg("--config")
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let killed = Killed(server);
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.starts_with("IM is listening on") => break,
+            Some(Ok(_)) => continue,
+            _ => panic!("im-server exited before listening"),
+        }
+    }
+    (killed, port, lines)
+}
+
+#[test]
+fn the_server_syncs_on_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_nbi, nbi_port) = start_nbi_sim();
+    let (_server, _port, lines) = start_server(
+        dir.path(),
+        &format!(
+            "[sync]\nmatrix_url = \"http://127.0.0.1:{nbi_port}\"\n\
+             matrix_full_every = \"1h\"\nmatrix_incremental_every = \"1s\"\n"
+        ),
+    );
+    std::thread::spawn(move || for _ in lines {});
+    // A full run at once (no watermark yet), then incremental ones every
+    // second, each recorded in the run log.
+    let db = rusqlite::Connection::open(dir.path().join("im.db")).unwrap();
+    let mut runs: Vec<(String, String)> = Vec::new();
+    for _ in 0..120 {
+        runs = db
+            .prepare("SELECT kind, status FROM sync_run WHERE system = 'matrix' ORDER BY id")
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .unwrap_or_default();
+        let done = runs.iter().filter(|(_, s)| s == "SUCCEEDED").count();
+        if done >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let done: Vec<&(String, String)> = runs.iter().filter(|(_, s)| s == "SUCCEEDED").collect();
+    assert!(done.len() >= 3, "three scheduled runs succeeded: {runs:?}");
+    assert_eq!(done[0].0, "FULL", "{runs:?}");
+    assert!(
+        done[1..].iter().all(|(k, _)| k == "INCREMENTAL"),
+        "{runs:?}"
+    );
+}
+
 #[test]
 fn the_server_process_serves_the_api() {
     let dir = tempfile::tempdir().unwrap();
@@ -103,56 +208,12 @@ fn the_server_process_serves_the_api() {
     );
 
     // A Matrix NBI simulator (the demo inventory) as the API's sync source.
-    let nbi_port = free_port();
-    let mut nbi = Command::new(env!("CARGO_BIN_EXE_nbi-sim"))
-        .args([
-            "--system",
-            "matrix",
-            "--listen",
-            &format!("127.0.0.1:{nbi_port}"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut nbi_lines = BufReader::new(nbi.stdout.take().unwrap()).lines();
-    let _nbi = Killed(nbi);
-    assert!(
-        nbi_lines
-            .next()
-            .is_some_and(|l| l.is_ok_and(|l| l.contains("simulator"))),
-        "nbi-sim started"
-    );
-    std::thread::spawn(move || for _ in nbi_lines {});
+    let (_nbi, nbi_port) = start_nbi_sim();
 
-    let port = free_port();
-    let cfg = dir.path().join("im.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndatabase = \"{}\"\nkey_file = \"{}\"\nlog_level = \"warn\"\n\
-             [sync]\nmatrix_url = \"http://127.0.0.1:{nbi_port}\"\n",
-            db.display(),
-            key.display()
-        ),
-    )
-    .unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_im-server"))
-        .arg("--config")
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let _server = Killed(server);
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.starts_with("IM is listening on") => break,
-            Some(Ok(_)) => continue,
-            _ => panic!("im-server exited before listening"),
-        }
-    }
+    let (_server, port, mut lines) = start_server(
+        dir.path(),
+        &format!("[sync]\nmatrix_url = \"http://127.0.0.1:{nbi_port}\"\n"),
+    );
     // The start banner names the API (printed at once after the address).
     let mut names_api = false;
     for line in lines.by_ref().take(60) {

@@ -359,16 +359,72 @@ impl AdSettings {
     }
 }
 
-/// The `[sync]` table: inventory sources the operators' API may start a
-/// run from (`POST /api/v1/sync/runs`). Scheduled runs are the sync
-/// runner's (`im-sync`) job.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// The `[sync]` table: the inventory sources (Matrix, eMatrix), their
+/// schedules, and how runs are made. A system with a URL may be synced on
+/// an operator's request (`POST /api/v1/sync/runs`); one with an interval
+/// too is also synced on schedule by the server.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SyncSources {
     /// Base URL of the Matrix NBI. Default none.
     pub matrix_url: Option<String>,
     /// Base URL of the eMatrix NBI. Default none.
     pub ematrix_url: Option<String>,
+    /// Interval of scheduled full Matrix runs. Default none.
+    pub matrix_full_every: Option<HumanDuration>,
+    /// Interval of scheduled incremental Matrix runs. Default none.
+    pub matrix_incremental_every: Option<HumanDuration>,
+    /// Interval of scheduled full eMatrix runs. Default none.
+    pub ematrix_full_every: Option<HumanDuration>,
+    /// Interval of scheduled incremental eMatrix runs. Default none.
+    pub ematrix_incremental_every: Option<HumanDuration>,
+    /// Rows asked per page. Default 5,000.
+    pub page_limit: u32,
+    /// Share of rejected rows that aborts a run. Default 0.01.
+    pub max_bad_share: f64,
+    /// Share of live rows a full run may remove before it aborts. Default 0.10.
+    pub max_removal_share: f64,
+    /// How long an ONT registered by OM may stay unlisted by eMatrix.
+    /// Default 7 days.
+    pub ont_grace: HumanDuration,
+    /// A run's lease on its system. Default 10 minutes.
+    pub lease: HumanDuration,
+    /// Changes applied per write transaction of a large diff. Default 256.
+    pub apply_slice: usize,
+}
+
+impl Default for SyncSources {
+    fn default() -> SyncSources {
+        let core = im_core::sync::SyncConfig::default();
+        SyncSources {
+            matrix_url: None,
+            ematrix_url: None,
+            matrix_full_every: None,
+            matrix_incremental_every: None,
+            ematrix_full_every: None,
+            ematrix_incremental_every: None,
+            page_limit: 5000,
+            max_bad_share: core.max_bad_share,
+            max_removal_share: core.max_removal_share,
+            ont_grace: HumanDuration(core.ont_grace),
+            lease: HumanDuration(core.lease),
+            apply_slice: core.apply_slice,
+        }
+    }
+}
+
+impl SyncSources {
+    /// The core's thresholds and timings of these settings.
+    pub fn core_config(&self) -> im_core::sync::SyncConfig {
+        im_core::sync::SyncConfig {
+            max_bad_share: self.max_bad_share,
+            max_removal_share: self.max_removal_share,
+            ont_grace: self.ont_grace.get(),
+            lease: self.lease.get(),
+            apply_slice: self.apply_slice,
+            ..im_core::sync::SyncConfig::default()
+        }
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -377,7 +433,7 @@ fn default_listen() -> SocketAddr {
 
 /// Everything the SOAP server reads from its TOML file. Every key is
 /// optional; see `docs/configuration.md` for each one.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address and port to listen on. Default `127.0.0.1:8080`.
@@ -434,7 +490,7 @@ pub struct ServerConfig {
     pub login: LoginSettings,
     /// The operators' JSON API.
     pub api: ApiSettings,
-    /// Inventory sources for runs started through the API.
+    /// Inventory sources, their schedules and how runs are made.
     pub sync: SyncSources,
 }
 
@@ -564,6 +620,52 @@ impl ServerConfig {
         ] {
             if v == 0 {
                 return Err(format!("{name} must be greater than 0"));
+            }
+        }
+        let sy = &self.sync;
+        for (name, share) in [
+            ("sync.max_bad_share", sy.max_bad_share),
+            ("sync.max_removal_share", sy.max_removal_share),
+        ] {
+            if !(0.0..=1.0).contains(&share) {
+                return Err(format!("{name} must be between 0 and 1"));
+            }
+        }
+        if sy.page_limit == 0 || sy.apply_slice == 0 || sy.lease.get().is_zero() {
+            return Err(
+                "sync.page_limit, sync.apply_slice and sync.lease must be greater than 0".into(),
+            );
+        }
+        for (name, every, url) in [
+            (
+                "sync.matrix_full_every",
+                sy.matrix_full_every,
+                &sy.matrix_url,
+            ),
+            (
+                "sync.matrix_incremental_every",
+                sy.matrix_incremental_every,
+                &sy.matrix_url,
+            ),
+            (
+                "sync.ematrix_full_every",
+                sy.ematrix_full_every,
+                &sy.ematrix_url,
+            ),
+            (
+                "sync.ematrix_incremental_every",
+                sy.ematrix_incremental_every,
+                &sy.ematrix_url,
+            ),
+        ] {
+            match every {
+                Some(d) if d.get() < Duration::from_secs(1) => {
+                    return Err(format!("{name} must be at least 1s"));
+                }
+                Some(_) if url.is_none() => {
+                    return Err(format!("{name} is set but the system has no URL"));
+                }
+                _ => {}
             }
         }
         for (name, url) in [
@@ -757,6 +859,16 @@ mod tests {
             ("[login.ad]\nurl = \"ldap://h\"", "login.ad.url"),
             ("[login.ad]\nurl = \"ldaps://h\"", "login.ad.ca_file"),
             ("[sync]\nmatrix_url = \"nbi:9400\"", "sync.matrix_url"),
+            (
+                "[sync]\nmatrix_full_every = \"1h\"",
+                "sync.matrix_full_every",
+            ),
+            (
+                "[sync]\nematrix_url = \"http://e\"\nematrix_incremental_every = \"10ms\"",
+                "sync.ematrix_incremental_every",
+            ),
+            ("[sync]\nmax_removal_share = 1.5", "sync.max_removal_share"),
+            ("[sync]\napply_slice = 0", "sync.apply_slice"),
         ] {
             let e = ServerConfig::from_toml_str(text)
                 .expect_err(text)
@@ -774,6 +886,11 @@ mod tests {
         assert!(c.api.enabled);
         assert!(c.login.ad.is_some());
         assert!(c.sync.matrix_url.is_some());
+        assert_eq!(
+            c.sync.matrix_incremental_every.map(HumanDuration::get),
+            Some(Duration::from_secs(900))
+        );
+        assert_eq!(c.sync.core_config().apply_slice, 256);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 use clap::Parser;
 use im_core::demo::{DEMO_OM_PASSWORD, DEMO_OM_USER, DemoSpec};
 use im_core::retry::Interface;
+use im_core::sync::SyncReport;
 use im_core::sync::{SyncKind, SyncSystem};
 use im_core::{ErrorCode, Form, FormItem, Im};
 use im_examples::init_logging;
@@ -21,7 +22,9 @@ use im_soap::api::{SyncRefusal, SyncStarter};
 use im_soap::{Server, ServerConfig};
 use im_sync::am::{DeliveryWorker, WorkerConfig};
 use im_sync::nbi::{NbiClient, NbiClientConfig, System};
-use im_sync::sync::{Progress, SyncSettings, core_system, run_sync};
+use im_sync::sync::{
+    Progress, RunError, Scheduler, SyncSettings, SystemSchedule, core_system, run_sync,
+};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -131,7 +134,9 @@ async fn run(config: ServerConfig) -> Result<(), String> {
         );
     }
     let api_enabled = config.api.enabled;
-    let sync_starter = api_sync(&im, &config, &policies)?;
+    let sources = sync_sources(&config, &policies)?;
+    let sync_starter = api_sync(&im, &config, &sources);
+    let scheduler = sync_scheduler(&im, &config, &sources);
     let am_url = config.am_url.clone();
     let am_poll_interval = config.am_poll_interval.0;
     let server = Server::bind(config, im.clone())
@@ -175,6 +180,10 @@ async fn run(config: ServerConfig) -> Result<(), String> {
     };
     let shutdown = async move {
         im_soap::server::shutdown_signal().await;
+        if let Some(s) = scheduler {
+            s.stop().await;
+            info!("scheduled sync stopped");
+        }
         if let Some(w) = worker {
             let stats = w.stop().await;
             info!(?stats, "AM delivery stopped");
@@ -191,6 +200,8 @@ async fn run(config: ServerConfig) -> Result<(), String> {
 struct ApiSync {
     im: Im,
     clients: Vec<(SyncSystem, NbiClient)>,
+    config: im_core::sync::SyncConfig,
+    page_limit: u32,
     running: Arc<Mutex<HashSet<SyncSystem>>>,
     runtime: tokio::runtime::Handle,
 }
@@ -222,8 +233,13 @@ impl SyncStarter for ApiSync {
             Arc::clone(&self.running),
             requested_by.to_string(),
         );
+        let (config, page_limit) = (self.config.clone(), self.page_limit);
         self.runtime.spawn(async move {
-            let settings = SyncSettings::new(kind);
+            let settings = SyncSettings {
+                config,
+                page_limit,
+                ..SyncSettings::new(kind)
+            };
             match run_sync(&im, &client, &settings, &mut |_: &Progress| {}).await {
                 Ok(r) => info!(
                     system = system.as_str(),
@@ -246,12 +262,11 @@ impl SyncStarter for ApiSync {
     }
 }
 
-/// The sync starter of `[sync]`, when a source is configured.
-fn api_sync(
-    im: &Im,
+/// An NBI client for each system of `[sync]` that has a URL.
+fn sync_sources(
     config: &ServerConfig,
     policies: &im_core::retry::RetryPolicies,
-) -> Result<Option<Arc<dyn SyncStarter>>, String> {
+) -> Result<Vec<(System, NbiClient)>, String> {
     let mut clients = Vec::new();
     for (system, url) in [
         (System::Matrix, &config.sync.matrix_url),
@@ -262,18 +277,89 @@ fn api_sync(
             cc.retry = *policies.get(system.interface());
             let client = NbiClient::new(cc).map_err(|e| format!("sync source {url}: {e}"))?;
             info!(system = system.as_str(), url = %url, "sync runs may be started through the API");
-            clients.push((core_system(system), client));
+            clients.push((system, client));
         }
     }
-    if clients.is_empty() {
-        return Ok(None);
+    Ok(clients)
+}
+
+/// The sync starter of `[sync]`, when a source is configured.
+fn api_sync(
+    im: &Im,
+    config: &ServerConfig,
+    sources: &[(System, NbiClient)],
+) -> Option<Arc<dyn SyncStarter>> {
+    if sources.is_empty() {
+        return None;
     }
-    Ok(Some(Arc::new(ApiSync {
+    Some(Arc::new(ApiSync {
         im: im.clone(),
-        clients,
+        clients: sources
+            .iter()
+            .map(|(s, c)| (core_system(*s), c.clone()))
+            .collect(),
+        config: config.sync.core_config(),
+        page_limit: config.sync.page_limit,
         running: Arc::new(Mutex::new(HashSet::new())),
         runtime: tokio::runtime::Handle::current(),
-    })))
+    }))
+}
+
+/// Scheduled runs of the systems of `[sync]` that have an interval.
+fn sync_scheduler(
+    im: &Im,
+    config: &ServerConfig,
+    sources: &[(System, NbiClient)],
+) -> Option<Scheduler> {
+    let sy = &config.sync;
+    let schedules: Vec<SystemSchedule<NbiClient>> = sources
+        .iter()
+        .filter_map(|(system, client)| {
+            let (full, incremental) = match system {
+                System::Matrix => (sy.matrix_full_every, sy.matrix_incremental_every),
+                System::Ematrix => (sy.ematrix_full_every, sy.ematrix_incremental_every),
+            };
+            if full.is_none() && incremental.is_none() {
+                return None;
+            }
+            info!(
+                system = system.as_str(),
+                full_every = ?full.map(|d| d.to_string()),
+                incremental_every = ?incremental.map(|d| d.to_string()),
+                "scheduled sync"
+            );
+            Some(SystemSchedule {
+                source: Arc::new(client.clone()),
+                full_every: full.map(|d| d.get()),
+                incremental_every: incremental.map(|d| d.get()),
+                settings: SyncSettings {
+                    config: sy.core_config(),
+                    page_limit: sy.page_limit,
+                    ..SyncSettings::new(SyncKind::Full)
+                },
+            })
+        })
+        .collect();
+    if schedules.is_empty() {
+        return None;
+    }
+    let report = Arc::new(|system: System, r: &Result<SyncReport, RunError>| match r {
+        Ok(r) => info!(
+            system = system.as_str(),
+            run = r.run_id,
+            kind = r.kind.as_str(),
+            status = r.status.as_str(),
+            added = r.counts.added,
+            changed = r.counts.changed,
+            removed = r.counts.removed,
+            rejected = r.counts.rejected,
+            conflicts = r.counts.conflicts,
+            error = r.error.as_deref().unwrap_or(""),
+            "scheduled sync run ended"
+        ),
+        Err(e) => warn!(system = system.as_str(), error = %e, "scheduled sync run failed"),
+    });
+    Some(Scheduler::start(im.clone(), schedules, Some(report)))
 }
 
 /// Loads the demo inventory (`ports` DSLAM ports) and the demo OM account
