@@ -919,6 +919,35 @@ impl Im {
         }
     }
 
+    /// Records a SOAP call that the OM credentials check refused (-1002) in
+    /// the login log: the `authusername` as given (cut to
+    /// [`MAX_LOGIN_LEN`]), the caller's address, `LOCAL` mode. It never
+    /// counts toward the account's lockout: a wrong OM configuration must
+    /// not become an outage once it is fixed. Callers rate-limit it per
+    /// address.
+    ///
+    /// # Errors
+    ///
+    /// [`CoreError::Closed`] after [`Im::close`], storage failures.
+    pub async fn record_om_auth_failure(&self, account: &str, ip: &str) -> Result<(), CoreError> {
+        let account: String = account.chars().take(MAX_LOGIN_LEN).collect();
+        let at = crate::lifecycle::stamp(SystemTime::now());
+        let op = WriterOp::Attempt(Attempt {
+            account,
+            account_id: None,
+            mode: Some(AuthMode::Local),
+            ip: ip.chars().take(64).collect(),
+            lock_until: at.clone(),
+            at,
+            success: false,
+            reason: "OM call refused (-1002): wrong credentials, disabled account or no OM right"
+                .into(),
+            counts: false,
+            max_failures: 0,
+        });
+        self.login_write(op).await.map(|_| ())
+    }
+
     /// Appends one attempt to the login log (through the writer) and keeps
     /// the account's counters; returns whether a success stands.
     #[allow(clippy::too_many_arguments)]

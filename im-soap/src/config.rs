@@ -214,6 +214,28 @@ impl Default for StoreSettings {
     }
 }
 
+/// The `[om_auth]` table: the per-address limit on failed OM
+/// authentications (-1002) of SOAP calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OmAuthSettings {
+    /// Failed authentications an address may have per window before its
+    /// calls are answered -9999 until the window ends (0: no limit).
+    /// Default 20.
+    pub max_failures: u32,
+    /// The window. Default 60 s.
+    pub window: HumanDuration,
+}
+
+impl Default for OmAuthSettings {
+    fn default() -> OmAuthSettings {
+        OmAuthSettings {
+            max_failures: 20,
+            window: HumanDuration(Duration::from_secs(60)),
+        }
+    }
+}
+
 /// The `[api]` table: the operators' JSON API under `/api/v1/`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -490,6 +512,8 @@ pub struct ServerConfig {
     pub login: LoginSettings,
     /// The operators' JSON API.
     pub api: ApiSettings,
+    /// The limit on failed OM authentications per address.
+    pub om_auth: OmAuthSettings,
     /// Inventory sources, their schedules and how runs are made.
     pub sync: SyncSources,
 }
@@ -527,6 +551,7 @@ impl Default for ServerConfig {
             store: StoreSettings::default(),
             login: LoginSettings::default(),
             api: ApiSettings::default(),
+            om_auth: OmAuthSettings::default(),
             sync: SyncSources::default(),
         }
     }

@@ -33,6 +33,7 @@ pub mod envelope;
 pub mod fault;
 pub mod form_xml;
 pub mod metrics;
+pub mod om_guard;
 pub mod result_xml;
 pub mod server;
 pub mod wsdl;

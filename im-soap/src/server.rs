@@ -58,6 +58,7 @@ struct State {
     limits: Limits,
     metrics: Metrics,
     fallback_host: String,
+    auth_failures: crate::om_guard::AuthFailures,
 }
 
 type Body = Full<Bytes>;
@@ -87,6 +88,10 @@ impl Server {
             metrics: Metrics::new(im.clone()),
             limits: config.limits(),
             fallback_host: local_addr.to_string(),
+            auth_failures: crate::om_guard::AuthFailures::new(
+                config.om_auth.max_failures,
+                config.om_auth.window.get(),
+            ),
             im,
             config,
         };
@@ -231,7 +236,7 @@ async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Resp
     }
     if path == SERVICE_PATH {
         match *req.method() {
-            Method::POST => soap(state, req).await,
+            Method::POST => soap(state, req, peer).await,
             Method::GET if is_wsdl_query(req.uri().query()) => wsdl_response(state, &req),
             _ => refused(
                 state,
@@ -385,7 +390,7 @@ enum Answer {
     Fault(Fault),
 }
 
-async fn soap(state: &State, req: Request<Incoming>) -> Response<Body> {
+async fn soap(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let start = Instant::now();
     state.metrics.in_flight.inc();
     let _in_flight = InFlight(&state.metrics.in_flight);
@@ -417,7 +422,7 @@ async fn soap(state: &State, req: Request<Incoming>) -> Response<Body> {
             );
         }
     };
-    match answer(state, &body, content_type.as_deref()).await {
+    match answer(state, &body, content_type.as_deref(), peer).await {
         Answer::Result(outcome) => {
             let opertype = opertype_label(outcome.items.iter().map(|i| i.opertype.as_str()));
             let elapsed = start.elapsed();
@@ -453,7 +458,12 @@ fn too_large(state: &State, limit: usize) -> Response<Body> {
     )
 }
 
-async fn answer(state: &State, body: &[u8], content_type: Option<&str>) -> Answer {
+async fn answer(
+    state: &State,
+    body: &[u8],
+    content_type: Option<&str>,
+    peer: SocketAddr,
+) -> Answer {
     let form = {
         let text = match decode_body(body, content_type) {
             Ok((text, _)) => text,
@@ -474,16 +484,46 @@ async fn answer(state: &State, body: &[u8], content_type: Option<&str>) -> Answe
             }
         }
     };
+    let ip = peer.ip();
+    if state.auth_failures.is_limited(ip) {
+        debug!(%ip, "call held back: too many failed OM authentications from this address");
+        let mut o = Outcome::internal(form.get("flowId").trim());
+        o.error_desc = "too many failed authentications from this address: nothing was stored, \
+                        retry later with the same flowId"
+            .into();
+        return Answer::Result(o);
+    }
+    let user: String = form.get("authusername").chars().take(128).collect();
     let im = state.im.clone();
     // A task of its own: a panic in the core cannot take the connection
     // down, and a client that hangs up does not cancel a submitted order.
     match tokio::spawn(async move { im.submit(form).await }).await {
-        Ok(outcome) => Answer::Result(outcome),
+        Ok(outcome) => {
+            if outcome.error_code == im_core::ErrorCode::AuthFailed {
+                auth_failed(state, &user, ip);
+            }
+            Answer::Result(outcome)
+        }
         Err(e) => {
             error!(error = %e, "work order handling failed outside the core's answer");
             Answer::Fault(Fault::server())
         }
     }
+}
+
+/// Counts a failed OM authentication of `ip` and, within the limit, writes
+/// it to the login log (in the background: the answer does not wait).
+fn auth_failed(state: &State, user: &str, ip: std::net::IpAddr) {
+    if !state.auth_failures.record(ip) {
+        return;
+    }
+    warn!(account = %clip(user, 64), %ip, "OM authentication failed");
+    let (im, user, ip) = (state.im.clone(), user.to_string(), ip.to_string());
+    tokio::spawn(async move {
+        if let Err(e) = im.record_om_auth_failure(&user, &ip).await {
+            warn!(error = %e, "cannot write a failed OM authentication to the login log");
+        }
+    });
 }
 
 /// At most `n` characters of `s`, for log fields fed by the client.

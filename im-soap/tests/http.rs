@@ -615,3 +615,79 @@ fn graceful_shutdown_finishes_in_flight_calls() {
     // The core was closed after the call was stored.
     drop(im);
 }
+
+#[test]
+fn failed_om_authentications_are_logged_and_limited_per_address_but_never_lock() {
+    let server = TestServer::start(|c| {
+        c.om_auth.max_failures = 3;
+        c.om_auth.window = im_soap::config::HumanDuration(Duration::from_millis(1500));
+    });
+    let wrong = |flow: &str| {
+        call(
+            server.addr,
+            &form(flow, &adsl_item(&format!("{flow}@x"))).replace("om-demo-secret", "wrong"),
+        )
+    };
+    for i in 0..3 {
+        let o = wrong(&format!("LIMIT-W{i}"));
+        assert_eq!(o.error_code, ErrorCode::AuthFailed, "{o:?}");
+    }
+    // Beyond the limit: held back with -9999 (retry), the right password too,
+    // and nothing is stored for it.
+    let o = wrong("LIMIT-W3");
+    assert_eq!(o.error_code, ErrorCode::Internal, "{o:?}");
+    assert!(o.error_desc.contains("too many failed"), "{o:?}");
+    let o = call(server.addr, &form("LIMIT-OK", &adsl_item("limit-ok@x")));
+    assert_eq!(o.error_code, ErrorCode::Internal, "{o:?}");
+    // The window ends: the same call (same flowId) goes through — the OM
+    // account was never locked.
+    std::thread::sleep(Duration::from_millis(1600));
+    let o = call(server.addr, &form("LIMIT-OK", &adsl_item("limit-ok@x")));
+    assert_eq!(o.error_code, ErrorCode::Success, "{o:?}");
+    // The three judged failures are in the login log (written in the
+    // background), with the address; the held-back ones are not.
+    let db = rusqlite::Connection::open(&server.db).expect("db");
+    let mut rows = Vec::new();
+    for _ in 0..50 {
+        rows = db
+            .prepare(
+                "SELECT account, ip, outcome, auth_mode FROM login_log WHERE reason LIKE 'OM call%' ORDER BY id",
+            )
+            .and_then(|mut st| {
+                st.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .expect("login log");
+        if rows.len() >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for (account, ip, outcome, mode) in &rows {
+        assert_eq!(
+            (
+                account.as_str(),
+                ip.as_str(),
+                outcome.as_str(),
+                mode.as_str()
+            ),
+            ("OM_webservice", "127.0.0.1", "FAILURE", "LOCAL")
+        );
+    }
+    let failed: i64 = db
+        .query_row(
+            "SELECT failed_logins FROM account WHERE login = 'OM_webservice'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("account");
+    assert_eq!(failed, 0, "OM failures never count toward a lockout");
+}
