@@ -140,6 +140,22 @@ fn disable_enable_and_reset_password() {
     assert!(err.contains("nobody"), "{err}");
     let err = t.refused(&["reset-password", "nobody"], "x\n");
     assert!(err.contains("nobody"), "{err}");
+
+    // Every use of the tool is in the operation log, failures included,
+    // and never a password.
+    let conn = rusqlite::Connection::open(&t.db).unwrap();
+    let rows: Vec<String> = conn
+        .prepare("SELECT action || ' ' || target || ' ' || outcome || ' ' || detail FROM operation_log WHERE account LIKE 'im-admin:%' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows.len(), 7, "{rows:?}");
+    assert_eq!(rows[0], "ADD root SUCCESS create-admin");
+    assert_eq!(rows[2], "DELETE alice SUCCESS disable");
+    assert!(rows[5].starts_with("DELETE nobody FAILURE"), "{rows:?}");
+    assert!(rows.iter().all(|r| !r.contains("-pw")), "{rows:?}");
 }
 
 #[test]

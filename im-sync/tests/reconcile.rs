@@ -709,6 +709,15 @@ async fn a_decided_run_interrupted_between_slices_is_finished_when_the_database_
             + count(b.path(), "SELECT count(*) FROM sync_journal"),
         0
     );
+    // Each run's end is an operation of the system in the operation log.
+    assert_eq!(
+        count(
+            b.path(),
+            "SELECT count(*) FROM operation_log WHERE account = 'sync:matrix' AND action = 'IMPORT' \
+             AND outcome = 'SUCCESS'"
+        ),
+        2
+    );
     // And the system is free for its next run.
     let r = sync(&im_b, &sim, &settings(SyncKind::Full)).await;
     assert_eq!(r.status, RunStatus::Succeeded, "{r:?}");

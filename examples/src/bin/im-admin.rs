@@ -19,7 +19,9 @@
 //! on standard error), 2 usage.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use im_core::audit::{OpAction, OpOutcome, Operation};
 use im_core::login::{AuthMode, LoginAccount, MAX_PASSWORD_LEN, SecretString};
+use im_core::operator::Actor;
 use im_core::{CoreConfig, Im};
 use im_examples::init_logging;
 use im_soap::config::LogFormat;
@@ -146,9 +148,48 @@ fn run(args: Args) -> Result<String, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let im = open(&args)?;
+    let op = operation_of(&args.command);
     let r = execute(&rt, &im, args.command);
+    // Every use of the tool lands in the operation log, as the tool and the
+    // operating-system user that ran it, from the local machine.
+    let actor = Actor::new(
+        format!(
+            "im-admin:{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+        ),
+        "local",
+    );
+    let logged = Operation {
+        outcome: if r.is_ok() {
+            OpOutcome::Success
+        } else {
+            OpOutcome::Failure
+        },
+        detail: match &r {
+            Ok(_) => op.detail.clone(),
+            Err(e) => e.chars().take(200).collect(),
+        },
+        ..op
+    };
+    if let Err(e) = rt.block_on(im.record_operation(&actor, logged)) {
+        eprintln!("im-admin: cannot write the operation log: {e}");
+    }
     im.close();
     r
+}
+
+/// The operation-log row of a command (its outcome is filled in after).
+fn operation_of(command: &Command) -> Operation {
+    let (action, target, detail) = match command {
+        Command::CreateAdmin { login, .. } => (OpAction::Add, login.trim(), "create-admin"),
+        Command::AddUser { login, .. } => (OpAction::Add, login.trim(), "add-user"),
+        Command::ResetPassword { login } => (OpAction::Modify, login.trim(), "reset-password"),
+        Command::Disable { login } => (OpAction::Delete, login.trim(), "disable"),
+        Command::Enable { login } => (OpAction::Modify, login.trim(), "enable"),
+        Command::SetOmPassword { login } => (OpAction::Modify, login.trim(), "set-om-password"),
+        Command::ListUsers => (OpAction::Query, "", "list-users"),
+    };
+    Operation::success(action, "users", target, detail)
 }
 
 fn open(args: &Args) -> Result<Im, String> {

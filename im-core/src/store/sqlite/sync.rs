@@ -614,6 +614,22 @@ impl SyncWrite for SqliteWriter {
                 e.error
             ])
             .map_err(backend)?;
+        // Every run's end is also an operation of the system, in the
+        // operation log (same transaction).
+        self.conn
+            .prepare_cached(
+                "INSERT INTO operation_log (at, account, ip, action, area, target, outcome, detail) \
+                 SELECT ?2, 'sync:' || system, '', 'IMPORT', 'sync', \
+                 system || ' ' || lower(kind) || ' run ' || id, \
+                 CASE status WHEN 'SUCCEEDED' THEN 'SUCCESS' ELSE 'FAILURE' END, \
+                 status || ': added ' || added || ', changed ' || changed || ', removed ' || removed \
+                 || ', rejected ' || rejected || ', conflicts ' || conflicts \
+                 || coalesce('; ' || substr(error, 1, 500), '') \
+                 FROM sync_run WHERE id = ?1",
+            )
+            .map_err(backend)?
+            .execute(params![e.run_id, e.ended])
+            .map_err(backend)?;
         Ok(())
     }
 
