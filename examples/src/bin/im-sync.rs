@@ -9,8 +9,9 @@
 //!     --incremental-every 300 --full-every 86400
 //! ```
 //!
-//! `--once` runs one sync, prints a progress line every few seconds and a
-//! summary table at the end, and exits 0 when the run succeeded (1 when it
+//! `--once` runs one sync, prints a progress line every few seconds, one
+//! when every page is read and the apply starts, and a summary table at the
+//! end, and exits 0 when the run succeeded (1 when it
 //! failed or was aborted, 2 when it could not start). Without `--once` it
 //! runs scheduled until Ctrl-C / SIGTERM, starting with the chosen kind.
 
@@ -80,6 +81,10 @@ struct Args {
     /// Days an ONT registered by OM may stay unlisted by eMatrix.
     #[arg(long, default_value_t = 7)]
     ont_grace_days: u64,
+    /// Seconds of the run's lease on its system: renewed while pages
+    /// arrive; a run whose process died holds the system until it expires.
+    #[arg(long, default_value_t = 600)]
+    lease_secs: u64,
     /// Directory of retry-policy files (`matrix.toml`, `ematrix.toml`).
     #[arg(long)]
     retry_dir: Option<PathBuf>,
@@ -184,12 +189,18 @@ async fn run(args: Args) -> ExitCode {
         max_bad_share: args.max_bad_share,
         max_removal_share: args.max_removal_share,
         ont_grace: Duration::from_secs(args.ont_grace_days * 86_400),
+        lease: Duration::from_secs(args.lease_secs.max(1)),
         ..SyncConfig::default()
     };
     let code = if args.once {
         let mut last = Instant::now();
         let mut progress = |p: &Progress| {
-            if last.elapsed() >= Duration::from_secs(2) {
+            if p.applying {
+                eprintln!(
+                    "{}: all pages read ({} rows); applying the changes",
+                    p.system, p.rows
+                );
+            } else if last.elapsed() >= Duration::from_secs(2) {
                 last = Instant::now();
                 eprintln!(
                     "{} {}: {}/{} ({} rows read{})",
