@@ -90,9 +90,6 @@ pub struct CrashOptions {
     pub users_per_client: usize,
     /// SIGKILLs of the server while the clients run.
     pub kills: usize,
-    /// Answers the clients get between a (re)start and the next kill: a
-    /// random number in this range.
-    pub answers_between_kills: (u64, u64),
     /// A call unanswered for this long counts as lost.
     pub call_deadline: Duration,
     /// Base URL of AM (`am-sim`) for the server's delivery worker, if any.
@@ -107,7 +104,6 @@ impl CrashOptions {
             clients: 32,
             users_per_client: 10,
             kills: 5,
-            answers_between_kills: (40, 120),
             call_deadline: Duration::from_secs(120),
             am_url: None,
         }
@@ -606,13 +602,16 @@ pub async fn run(
             results
         }));
     }
-    // The killer: after a random number of answers, SIGKILL, restart.
+    // The killer: after a random number of answers, SIGKILL, restart. The
+    // answers between kills are a third to two thirds of an even share of
+    // the calls, so that every kill lands while the clients still run.
     let mut rng = Rng::new(opts.seed ^ 0x5EED_0F_C0FFEE);
+    let calls: u64 = plan.clients.iter().map(|c| c.len() as u64).sum();
+    let share = (calls / (opts.kills as u64 + 1)).max(3);
     let mut kills = 0u64;
     let answers = |s: &Shared| s.counters.answers.load(Ordering::Relaxed);
     for _ in 0..opts.kills {
-        let target = answers(&shared)
-            + rng.range(opts.answers_between_kills.0, opts.answers_between_kills.1);
+        let target = answers(&shared) + rng.range(share / 3, share * 2 / 3);
         while answers(&shared) < target && !tasks.iter().all(|t| t.is_finished()) {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }

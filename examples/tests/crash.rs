@@ -55,7 +55,7 @@ async fn am_delivery_killed_mid_delivery_sends_each_command_once_in_effect() {
     let server =
         ServerProcess::new(env!("CARGO_BIN_EXE_im-server"), dir.path()).expect("a free port");
     let opts = CrashOptions {
-        users_per_client: 4,
+        users_per_client: 6,
         am_url: Some(format!("http://{am_addr}")),
         ..CrashOptions::short(seed)
     };
