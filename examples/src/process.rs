@@ -186,8 +186,24 @@ impl Drop for Proc {
     }
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port that was free a moment ago on 127.0.0.1, below Linux's
+/// ephemeral range (32768 and up), so that no client connection takes it
+/// as its local port while a server that listens on it is restarted.
 pub fn free_port() -> std::io::Result<u16> {
+    let mut x = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+    for _ in 0..200 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let port = 20_000 + ((x >> 33) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -276,11 +292,20 @@ impl ServerProcess {
             self.extra_config
         );
         std::fs::write(&cfg, text).map_err(|e| format!("{}: {e}", cfg.display()))?;
-        let mut cmd = Command::new(&self.program);
-        cmd.arg("--config").arg(&cfg);
-        let mut p = Proc::spawn("im-server", cmd).map_err(|e| e.to_string())?;
-        p.wait_http_ok(self.addr(), "/health", Duration::from_secs(60))?;
-        Ok(p)
+        // The port may still be taken for a moment after a kill.
+        let mut tries = 0;
+        loop {
+            let mut cmd = Command::new(&self.program);
+            cmd.arg("--config").arg(&cfg);
+            let mut p = Proc::spawn("im-server", cmd).map_err(|e| e.to_string())?;
+            match p.wait_http_ok(self.addr(), "/health", Duration::from_secs(60)) {
+                Err(e) if e.contains("Address already in use") && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                r => return r.map(|()| p),
+            }
+        }
     }
 }
 
