@@ -61,16 +61,19 @@ impl Rng {
     }
 }
 
+/// A seed written in decimal or as `0x` and hex digits.
+pub fn parse_seed(s: &str) -> Option<u64> {
+    let s = s.trim();
+    s.strip_prefix("0x")
+        .map_or_else(|| s.parse().ok(), |h| u64::from_str_radix(h, 16).ok())
+}
+
 /// A seed from the clock, or from the environment variable `var` when set
 /// (so that a failing run can be repeated).
 pub fn seed_from_env(var: &str) -> u64 {
     std::env::var(var)
         .ok()
-        .and_then(|s| {
-            let s = s.trim();
-            s.strip_prefix("0x")
-                .map_or_else(|| s.parse().ok(), |h| u64::from_str_radix(h, 16).ok())
-        })
+        .and_then(|s| parse_seed(&s))
         .unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
