@@ -147,6 +147,8 @@ struct UserPlan {
     name: String,
     tech: Tech,
     ont_sn: String,
+    /// The port it must hold, when a Modify moved it to a known one.
+    port: Option<String>,
     active: bool,
     speed_kbps: i64,
 }
@@ -187,13 +189,15 @@ fn plan(opts: &CrashOptions) -> Plan {
                 Tech::Adsl
             };
             let (speed, kbps) = SPEEDS[rng.range(0, 3) as usize];
-            let ont_sn = format!("HWTC{:08X}", ont_base | (idx as u32 & 0x00FF_FFFF));
+            let mut ont_sn = format!("HWTC{:08X}", ont_base | (idx as u32 & 0x007F_FFFF));
+            let mut final_port = None;
             let flow = |step: &str| format!("{prefix}-{c}-{u}-{step}");
+            let ex_n = rng.range(1, 10) as u32;
             // Install: ADSL on a demo exchange (IM picks the port), or FTTH
             // on a demo compound with its IPTV add-on in the same call.
             let (popid, install) = match tech {
                 Tech::Adsl => {
-                    let (code, popid) = crate::demo_exchange(rng.range(1, 10) as u32);
+                    let (code, popid) = crate::demo_exchange(ex_n);
                     let it = item(OperType::Install, tech, ServiceType::Adsl, &name)
                         .attr("ExchangeID", code);
                     (popid, vec![it])
@@ -277,12 +281,35 @@ fn plan(opts: &CrashOptions) -> Plan {
                 } else {
                     ServiceType::Ftth
                 };
+                let mut modify = item(OperType::Modify, tech, svc, &name).attr("Speed", speed);
+                // Half the Modifies move the service: the old port or ONT is
+                // released and the new one taken in the same transaction.
+                if rng.chance(50) {
+                    match tech {
+                        Tech::Adsl => {
+                            // A port of the exchange's second ADSL DSLAM that
+                            // no other subscriber of the run asks for and IM
+                            // never picks first (not OCCUPIED: port % 10 != 9).
+                            let k = idx as u32;
+                            let (slot, p) = (2 + (k / 54) % 6, (k % 54) / 9 * 10 + k % 9);
+                            let (code, _) = crate::demo_exchange(ex_n);
+                            let dslam = format!("{code}-D2");
+                            final_port = Some(format!("{dslam}/0/{slot}/{p}"));
+                            modify = modify
+                                .attr("Dslamname", dslam)
+                                .attr("FrameNumber", "0")
+                                .attr("SlotNumber", slot.to_string())
+                                .attr("PortNumber", p.to_string());
+                        }
+                        Tech::Ftth => {
+                            ont_sn = format!("HWTC{:08X}", ont_base | 0x0080_0000 | idx as u32);
+                            modify = modify.attr("ONTSN", ont_sn.clone());
+                        }
+                    }
+                }
                 let at = calls.len();
                 calls.push(Call {
-                    order: order_of(
-                        flow("m"),
-                        vec![item(OperType::Modify, tech, svc, &name).attr("Speed", speed)],
-                    ),
+                    order: order_of(flow("m"), vec![modify]),
                     expect: Expect::Fresh,
                     oper: OperType::Modify,
                     user: idx,
@@ -316,6 +343,7 @@ fn plan(opts: &CrashOptions) -> Plan {
                 name,
                 tech,
                 ont_sn,
+                port: final_port,
                 active: !delete,
                 speed_kbps: final_kbps,
             });
@@ -618,6 +646,8 @@ pub async fn run(
         while answers(&shared) < target && !tasks.iter().all(|t| t.is_finished()) {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        // Anywhere in the writer's cycle, not just after an answer.
+        tokio::time::sleep(Duration::from_micros(rng.range(0, 20_000))).await;
         if tasks.iter().all(|t| t.is_finished()) {
             break;
         }
@@ -927,6 +957,12 @@ fn check_database(
                 fail.push(format!(
                     "{} {kind} ({state}): holds port {port:?} and ONT {ont:?}",
                     u.name
+                ));
+            }
+            if u.active && u.port.is_some() && *port != u.port {
+                fail.push(format!(
+                    "{} {kind}: holds {port:?}, moved to {:?}",
+                    u.name, u.port
                 ));
             }
             if u.active
