@@ -407,14 +407,14 @@ fn scenario(
             continue;
         };
         match (found, status.as_str()) {
-            ("before", "RUNNING") => {
+            ("before" | "between", "RUNNING") => {
                 dead_runs.push(id);
                 // The dead run keeps its system until its lease expires
                 // (unless it ran past the lease, which a long apply may).
                 let left = lease_expiry(&work)
                     .map_err(db_err)?
                     .map_or(0, |e| e - unix_ms());
-                if left > 1500 {
+                if left > 1500 && found == "before" {
                     let (code, _, _, tail) = complete_run(opts, &work, url)?;
                     if code == Some(2) && tail.contains("already running") {
                         report.busy_refusals += 1;
