@@ -309,28 +309,41 @@ impl ServerProcess {
     }
 }
 
+/// Starts a program that prints the URL it listens at (`… http://host:port…`
+/// on a line containing `marker`), then waits until `ready_path` answers
+/// 200; returns it with that address.
+pub fn start_listening(
+    name: &str,
+    cmd: Command,
+    marker: &str,
+    ready_path: &str,
+) -> Result<(Proc, SocketAddr), String> {
+    let mut p = Proc::spawn(name, cmd).map_err(|e| e.to_string())?;
+    let line = p
+        .wait_line(Duration::from_secs(60), |l| {
+            l.contains(marker) && l.contains("http://")
+        })
+        .ok_or_else(|| format!("{name} did not start:\n{}", p.tail()))?;
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', ' ']).next())
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("{name}: no address in {line:?}"))?;
+    p.wait_http_ok(addr, ready_path, Duration::from_secs(30))?;
+    Ok((p, addr))
+}
+
 /// Starts the AM simulator (`am-sim`) on a free port with `args` (e.g.
 /// `--delay-ms 5`); returns it with its address once it listens.
 pub fn start_am_sim(program: &Path, args: &[&str]) -> Result<(Proc, SocketAddr), String> {
     let mut cmd = Command::new(program);
     cmd.args(["--listen", "127.0.0.1:0", "--report-every", "0"])
         .args(args);
-    let mut p = Proc::spawn("am-sim", cmd).map_err(|e| e.to_string())?;
-    let line = p
-        .wait_line(Duration::from_secs(30), |l| {
-            l.contains("AM listening at http://")
-        })
-        .ok_or_else(|| format!("am-sim did not start:\n{}", p.tail()))?;
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| format!("am-sim: no address in {line:?}"))?;
-    p.wait_http_ok(
-        addr,
+    start_listening(
+        "am-sim",
+        cmd,
+        "AM listening at",
         im_sync::am::sim::RECEIVED_PATH,
-        Duration::from_secs(30),
-    )?;
-    Ok((p, addr))
+    )
 }

@@ -15,10 +15,9 @@
 //! resource log's length and the succeeded runs' watermarks.
 
 use crate::crash::Rng;
-use crate::process::{Proc, http_get};
+use crate::process::{Proc, start_listening};
 use rusqlite::{Connection, OpenFlags};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -200,38 +199,13 @@ fn start_nbi_sim(program: &Path, args: &[String]) -> Result<(Proc, String), Stri
     let mut cmd = Command::new(program);
     cmd.args(["--system", "matrix", "--listen", "127.0.0.1:0"])
         .args(args);
-    let mut p = Proc::spawn("nbi-sim", cmd).map_err(|e| e.to_string())?;
-    let line = p
-        .wait_line(Duration::from_secs(60), |l| {
-            l.contains("simulator on http://")
-        })
-        .ok_or_else(|| format!("nbi-sim did not start:\n{}", p.tail()))?;
-    let base = line
-        .split(" on ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .ok_or_else(|| format!("nbi-sim: no URL in {line:?}"))?
-        .to_string();
-    let addr: SocketAddr = base
-        .trim_start_matches("http://")
-        .parse()
-        .map_err(|e| format!("nbi-sim URL {base}: {e}"))?;
-    p.wait_http_ok(
-        addr,
+    let (p, addr) = start_listening(
+        "nbi-sim",
+        cmd,
+        "simulator on",
         "/nbi/sectors?offset=0&limit=1",
-        Duration::from_secs(30),
     )?;
-    // Keep the helper honest: the sectors page is XML.
-    let (_, body) = http_get(
-        addr,
-        "/nbi/sectors?offset=0&limit=1",
-        Duration::from_secs(5),
-    )
-    .map_err(|e| e.to_string())?;
-    if !body.contains("<nbi") {
-        return Err(format!("nbi-sim answered {body:?}"));
-    }
-    Ok((p, base))
+    Ok((p, format!("http://{addr}")))
 }
 
 /// An `im-sync --once` run of the full Matrix snapshot at `url` into `db`.
