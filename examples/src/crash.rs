@@ -636,7 +636,7 @@ pub async fn run(
     // The killer: after a random number of answers, SIGKILL, restart. The
     // answers between kills are a third to two thirds of an even share of
     // the calls, so that every kill lands while the clients still run.
-    let mut rng = Rng::new(opts.seed ^ 0x5EED_0F_C0FFEE);
+    let mut rng = Rng::new(opts.seed ^ 0x5EED_0FC0_FFEE);
     let calls: u64 = plan.clients.iter().map(|c| c.len() as u64).sum();
     let share = (calls / (opts.kills as u64 + 1)).max(3);
     let mut kills = 0u64;
