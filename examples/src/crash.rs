@@ -1112,6 +1112,28 @@ fn check_am(
             fail.push(format!("command {id} never reached AM (lost)"));
         }
     }
+    // The commands of one service reached AM in the order they were made.
+    let mut by_service: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for (service, id) in rows(
+        db,
+        "SELECT c.service_id, c.cmd_id FROM command c JOIN task t ON t.id = c.task_id \
+         WHERE t.flow_id LIKE ?1 ORDER BY c.id",
+        [like],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+    )? {
+        by_service.entry(service).or_default().push(id);
+    }
+    for ids in by_service.values() {
+        let at: Vec<Option<u64>> = ids
+            .iter()
+            .map(|id| by_id.get(id.as_str()).and_then(|r| r.accepted_at))
+            .collect();
+        if at.windows(2).any(|w| w[0] >= w[1]) {
+            fail.push(format!(
+                "AM accepted one service's commands out of order: {ids:?} at {at:?}"
+            ));
+        }
+    }
     let open: i64 = db.query_row(
         "SELECT count(*) FROM task WHERE flow_id LIKE ?1 AND state <> 'COMPLETED'",
         params![like],

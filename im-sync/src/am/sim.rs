@@ -197,7 +197,8 @@ impl AmSim {
     /// fields separated by tabs: the id, the [`IdCounts`] (`received ok
     /// duplicate rejected failed`), then, from the first accepted request
     /// (`-` when none was accepted), its type, service, taskNo, flowId and
-    /// `UserName` param. What `GET /am/received` serves.
+    /// `UserName` param, and its place among the accepted commands (from 0,
+    /// in arrival order). What `GET /am/received` serves.
     pub fn received_text(&self) -> String {
         received_text(&self.state)
     }
@@ -217,11 +218,12 @@ impl AmSim {
 /// See [`AmSim::received_text`].
 fn received_text(state: &Shared) -> String {
     let st = lock(state);
-    let first: HashMap<&str, &Command> = st
+    let first: HashMap<&str, (usize, &Command)> = st
         .accepted
         .iter()
+        .enumerate()
         .rev()
-        .map(|c| (c.id.as_str(), c))
+        .map(|(i, c)| (c.id.as_str(), (i, c)))
         .collect();
     let mut ids: Vec<&String> = st.counts.keys().collect();
     ids.sort();
@@ -229,10 +231,11 @@ fn received_text(state: &Shared) -> String {
     for id in ids {
         let c = st.counts[id];
         let cmd = first.get(id.as_str());
-        let field =
-            |f: &dyn Fn(&Command) -> String| cmd.map_or_else(|| "-".to_string(), |c| clean(&f(c)));
+        let field = |f: &dyn Fn(&Command) -> String| {
+            cmd.map_or_else(|| "-".to_string(), |(_, c)| clean(&f(c)))
+        };
         out.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
             clean(id),
             c.received,
             c.ok,
@@ -244,6 +247,7 @@ fn received_text(state: &Shared) -> String {
             field(&|c| c.task_no.clone()),
             field(&|c| c.flow_id.clone()),
             field(&|c| c.param("UserName").unwrap_or("").to_string()),
+            cmd.map_or_else(|| "-".to_string(), |(i, _)| i.to_string()),
         ));
     }
     out
@@ -259,6 +263,8 @@ pub struct Received {
     /// Type, service, taskNo, flowId and `UserName` of the first accepted
     /// request (`None` when it was never accepted).
     pub accepted: Option<[String; 5]>,
+    /// Its place among the accepted commands, in arrival order.
+    pub accepted_at: Option<u64>,
 }
 
 /// Tabs and line breaks would break the line format; they never occur in
@@ -270,7 +276,7 @@ fn clean(s: &str) -> String {
 /// Reads what `GET /am/received` served.
 ///
 /// ```
-/// let r = im_sync::am::sim::parse_received("CMD-WS1-1\t2\t1\t1\t0\t0\tACTIVATE\tADSL\tWS1\tF1\tu@x\n").unwrap();
+/// let r = im_sync::am::sim::parse_received("CMD-WS1-1\t2\t1\t1\t0\t0\tACTIVATE\tADSL\tWS1\tF1\tu@x\t0\n").unwrap();
 /// assert_eq!((r[0].counts.received, r[0].counts.duplicate), (2, 1));
 /// assert_eq!(r[0].accepted.as_ref().unwrap()[4], "u@x");
 /// ```
@@ -279,7 +285,7 @@ pub fn parse_received(text: &str) -> Result<Vec<Received>, wire::WireError> {
     let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.is_empty()) {
         let f: Vec<&str> = line.split('\t').collect();
-        if f.len() != 11 {
+        if f.len() != 12 {
             return Err(bad(line));
         }
         let n = |i: usize| f[i].parse::<u64>().map_err(|_| bad(line));
@@ -291,10 +297,15 @@ pub fn parse_received(text: &str) -> Result<Vec<Received>, wire::WireError> {
             failed: n(5)?,
         };
         let accepted = (f[6] != "-").then(|| [f[6], f[7], f[8], f[9], f[10]].map(str::to_string));
+        let accepted_at = match f[11] {
+            "-" => None,
+            n => Some(n.parse::<u64>().map_err(|_| bad(line))?),
+        };
         out.push(Received {
             id: f[0].to_string(),
             counts,
             accepted,
+            accepted_at,
         });
     }
     Ok(out)
