@@ -42,14 +42,14 @@ pub struct SyncCrashOptions {
     pub lease_secs: u64,
 }
 
-/// The state of the Matrix inventory of a database, by digest.
+/// The state of the inventory of a database, by digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct State {
-    /// Digest of every Matrix table by natural key (not the row ids or the
-    /// update times), the resource log's length and the succeeded runs.
+    /// Digest of every inventory table by natural key (not the row ids or
+    /// the update times), the resource log's length and the succeeded runs.
     pub digest: u64,
-    /// Ports in it.
-    pub ports: u64,
+    /// Inventory rows in it (both maps).
+    pub rows: u64,
 }
 
 /// One kill and what it left.
@@ -70,7 +70,8 @@ pub struct SyncCrashReport {
     pub seed: u64,
     /// Every kill.
     pub kills: Vec<Kill>,
-    /// Per scenario: rows, read time and apply time of the reference run.
+    /// Per scenario: inventory rows after, read time and apply time of the
+    /// reference run.
     pub references: Vec<(&'static str, u64, Duration, Duration)>,
     /// Runs refused while a dead run's lease was held.
     pub busy_refusals: u64,
@@ -113,21 +114,37 @@ impl SyncCrashReport {
     }
 }
 
-/// The Matrix tables by natural key (parents by their keys, not ids).
-const STATE_QUERIES: [&str; 8] = [
-    "SELECT domain, code, name, removed FROM sector WHERE domain = 'ADSL' ORDER BY code",
-    "SELECT z.code, z.name, s.code, z.removed FROM zone z JOIN sector s ON s.id = z.sector_id \
-     WHERE z.domain = 'ADSL' ORDER BY z.code",
-    "SELECT c.code, c.name, z.code, c.removed FROM city c JOIN zone z ON z.id = c.zone_id \
-     WHERE c.domain = 'ADSL' ORDER BY c.code",
+/// The inventory tables by natural key (parents by their keys, not ids),
+/// then the resource log's length and the succeeded runs.
+const STATE_QUERIES: [&str; 14] = [
+    "SELECT domain, code, name, removed FROM sector ORDER BY domain, code",
+    "SELECT z.domain, z.code, z.name, s.code, z.removed FROM zone z \
+     JOIN sector s ON s.id = z.sector_id ORDER BY z.domain, z.code",
+    "SELECT c.domain, c.code, c.name, z.code, c.removed FROM city c \
+     JOIN zone z ON z.id = c.zone_id ORDER BY c.domain, c.code",
     "SELECT e.code, e.name, c.code, e.popid, e.area_code, e.removed FROM exchange e \
      LEFT JOIN city c ON c.id = e.city_id ORDER BY e.code",
     "SELECT d.name, e.code, d.ip, d.model, d.technology, d.removed FROM dslam d \
      JOIN exchange e ON e.id = d.exchange_id ORDER BY d.name",
     "SELECT d.name, p.frame, p.slot, p.port, p.state, p.service_id, p.removed FROM port p \
      JOIN dslam d ON d.id = p.dslam_id ORDER BY d.name, p.frame, p.slot, p.port",
+    "SELECT o.name, e.code, o.ip, o.model, o.removed FROM olt o \
+     JOIN exchange e ON e.id = o.exchange_id ORDER BY o.name",
+    "SELECT o.name, p.frame, p.slot, p.port, p.max_onts, p.state, p.removed FROM pon_port p \
+     JOIN olt o ON o.id = p.olt_id ORDER BY o.name, p.frame, p.slot, p.port",
+    "SELECT c.code, c.name, e.code, z.domain, z.code, c.removed FROM compound c \
+     JOIN exchange e ON e.id = c.exchange_id LEFT JOIN zone z ON z.id = c.zone_id ORDER BY c.code",
+    "SELECT c.code, o.name, p.frame, p.slot, p.port FROM compound_pon cp \
+     JOIN compound c ON c.id = cp.compound_id JOIN pon_port p ON p.id = cp.pon_port_id \
+     JOIN olt o ON o.id = p.olt_id ORDER BY 1, 2, 3, 4, 5",
+    "SELECT n.serial, o.name, p.frame, p.slot, p.port, n.ont_id, n.model, n.state, n.origin, \
+     n.service_id, n.removed FROM ont n JOIN pon_port p ON p.id = n.pon_port_id \
+     JOIN olt o ON o.id = p.olt_id ORDER BY n.serial",
+    "SELECT o.name, v.vlan_id, v.purpose, v.state, v.removed FROM vlan v \
+     JOIN olt o ON o.id = v.olt_id ORDER BY o.name, v.vlan_id",
     "SELECT count(*) FROM resource_log",
-    "SELECT count(*), group_concat(watermark) FROM sync_run WHERE status = 'SUCCEEDED'",
+    "SELECT system, count(*), group_concat(watermark) FROM sync_run WHERE status = 'SUCCEEDED' \
+     GROUP BY system ORDER BY system",
 ];
 
 /// The state of the database at `path`, and `integrity_check`'s verdict.
@@ -135,7 +152,8 @@ pub fn state(path: &Path) -> rusqlite::Result<(State, String)> {
     let db = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let integrity: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
     let mut h = DefaultHasher::new();
-    for sql in STATE_QUERIES {
+    let mut count = 0u64;
+    for (q, sql) in STATE_QUERIES.iter().enumerate() {
         let mut st = db.prepare(sql)?;
         let n = st.column_count();
         let mut rows = st.query([])?;
@@ -144,14 +162,16 @@ pub fn state(path: &Path) -> rusqlite::Result<(State, String)> {
                 format!("{:?}", r.get_ref(i)?).hash(&mut h);
             }
             0xFFu8.hash(&mut h);
+            if q < STATE_QUERIES.len() - 2 {
+                count += 1;
+            }
         }
         sql.hash(&mut h);
     }
-    let ports: i64 = db.query_row("SELECT count(*) FROM port", [], |r| r.get(0))?;
     Ok((
         State {
             digest: h.finish(),
-            ports: u64::try_from(ports).unwrap_or(0),
+            rows: count,
         },
         integrity,
     ))
@@ -165,11 +185,11 @@ fn runs(path: &Path) -> rusqlite::Result<Vec<(i64, String, String)>> {
         .collect()
 }
 
-/// When the Matrix lease expires (Unix ms), if it is held.
-fn lease_expiry(path: &Path) -> rusqlite::Result<Option<i64>> {
+/// When the lease of `system` expires (Unix ms), if it is held.
+fn lease_expiry(path: &Path, system: &str) -> rusqlite::Result<Option<i64>> {
     let db = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let mut st = db.prepare("SELECT expires FROM sync_lock WHERE system = 'matrix'")?;
-    let mut rows = st.query([])?;
+    let mut st = db.prepare("SELECT expires FROM sync_lock WHERE system = ?1")?;
+    let mut rows = st.query([system])?;
     rows.next()?.map(|r| r.get(0)).transpose()
 }
 
@@ -194,10 +214,17 @@ fn copy_db(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Starts `nbi-sim` for Matrix with `args`; returns it and its base URL.
-fn start_nbi_sim(program: &Path, args: &[String]) -> Result<(Proc, String), String> {
+/// A running `nbi-sim`.
+struct Sim {
+    _proc: Proc,
+    system: &'static str,
+    url: String,
+}
+
+/// Starts `nbi-sim` for `system` with `args`.
+fn start_nbi_sim(program: &Path, system: &'static str, args: &[String]) -> Result<Sim, String> {
     let mut cmd = Command::new(program);
-    cmd.args(["--system", "matrix", "--listen", "127.0.0.1:0"])
+    cmd.args(["--system", system, "--listen", "127.0.0.1:0"])
         .args(args);
     let (p, addr) = start_listening(
         "nbi-sim",
@@ -205,15 +232,21 @@ fn start_nbi_sim(program: &Path, args: &[String]) -> Result<(Proc, String), Stri
         "simulator on",
         "/nbi/sectors?offset=0&limit=1",
     )?;
-    Ok((p, format!("http://{addr}")))
+    Ok(Sim {
+        _proc: p,
+        system,
+        url: format!("http://{addr}"),
+    })
 }
 
-/// An `im-sync --once` run of the full Matrix snapshot at `url` into `db`.
-fn sync_proc(opts: &SyncCrashOptions, db: &Path, url: &str) -> Result<Proc, String> {
+/// An `im-sync --once` run of the simulator's full snapshot into `db`.
+fn sync_proc(opts: &SyncCrashOptions, db: &Path, sim: &Sim) -> Result<Proc, String> {
     let mut cmd = Command::new(&opts.im_sync);
     cmd.arg("--database")
         .arg(db)
-        .args(["--system", "matrix", "--full", "--once", "--url", url])
+        .args([
+            "--system", sim.system, "--full", "--once", "--url", &sim.url,
+        ])
         .args(["--lease-secs", &opts.lease_secs.to_string()]);
     Proc::spawn("im-sync", cmd).map_err(|e| e.to_string())
 }
@@ -224,10 +257,10 @@ const APPLYING: &str = "applying the changes";
 fn complete_run(
     opts: &SyncCrashOptions,
     db: &Path,
-    url: &str,
+    sim: &Sim,
 ) -> Result<(Option<i32>, Duration, Duration, String), String> {
     let t = Instant::now();
-    let mut p = sync_proc(opts, db, url)?;
+    let mut p = sync_proc(opts, db, sim)?;
     let read = p
         .wait_line(Duration::from_secs(300), |l| l.contains(APPLYING))
         .map(|_| t.elapsed());
@@ -253,7 +286,8 @@ pub fn run(opts: &SyncCrashOptions) -> Result<SyncCrashReport, String> {
             .map_err(|e| format!("creating {}: {e}", empty.display()))?;
         im.close();
     }
-    let (sim_a, url_a) = start_nbi_sim(&opts.nbi_sim, &["--ports".into(), opts.ports.to_string()])?;
+    let ports = |n: u64| vec!["--ports".to_string(), n.to_string()];
+    let sim = start_nbi_sim(&opts.nbi_sim, "matrix", &ports(opts.ports))?;
     let after_a = opts.dir.join("after-a.db");
     scenario(
         opts,
@@ -262,18 +296,12 @@ pub fn run(opts: &SyncCrashOptions) -> Result<SyncCrashReport, String> {
         "first load",
         &empty,
         &after_a,
-        &url_a,
+        &sim,
     )?;
-    drop(sim_a);
-    let (_sim_b, url_b) = start_nbi_sim(
-        &opts.nbi_sim,
-        &[
-            "--ports".into(),
-            (opts.ports * 2).to_string(),
-            "--name-suffix".into(),
-            " v2".into(),
-        ],
-    )?;
+    drop(sim);
+    let mut renamed = ports(opts.ports * 2);
+    renamed.extend(["--name-suffix".to_string(), " v2".to_string()]);
+    let sim = start_nbi_sim(&opts.nbi_sim, "matrix", &renamed)?;
     let after_b = opts.dir.join("after-b.db");
     scenario(
         opts,
@@ -282,7 +310,20 @@ pub fn run(opts: &SyncCrashOptions) -> Result<SyncCrashReport, String> {
         "resync",
         &after_a,
         &after_b,
-        &url_b,
+        &sim,
+    )?;
+    drop(sim);
+    // eMatrix names the exchanges Matrix brought.
+    let sim = start_nbi_sim(&opts.nbi_sim, "ematrix", &ports(opts.ports * 2))?;
+    let after_c = opts.dir.join("after-c.db");
+    scenario(
+        opts,
+        &mut report,
+        &mut rng,
+        "eMatrix load",
+        &after_b,
+        &after_c,
+        &sim,
     )?;
     report.elapsed = t0.elapsed();
     Ok(report)
@@ -299,11 +340,11 @@ fn scenario(
     name: &'static str,
     before: &Path,
     after: &Path,
-    url: &str,
+    sim: &Sim,
 ) -> Result<(), String> {
     let db_err = |e: rusqlite::Error| format!("{name}: reading the database: {e}");
     copy_db(before, after).map_err(|e| e.to_string())?;
-    let (code, read, apply, tail) = complete_run(opts, after, url)?;
+    let (code, read, apply, tail) = complete_run(opts, after, sim)?;
     if code != Some(0) {
         return Err(format!(
             "{name}: the reference run failed ({code:?}):\n{tail}"
@@ -314,7 +355,7 @@ fn scenario(
     if s_before == s_after {
         return Err(format!("{name}: the snapshot changes nothing; no test"));
     }
-    report.references.push((name, s_after.ports, read, apply));
+    report.references.push((name, s_after.rows, read, apply));
     let work = opts.dir.join(format!("{}.db", name.replace(' ', "-")));
     copy_db(before, &work).map_err(|e| e.to_string())?;
     // Kill moments: one while the pages are read, then spread over the apply.
@@ -327,7 +368,7 @@ fn scenario(
     let mut dead_runs = Vec::new();
     for moment in moments {
         let started = Instant::now();
-        let mut p = sync_proc(opts, &work, url)?;
+        let mut p = sync_proc(opts, &work, sim)?;
         let label = match moment {
             None => {
                 // Half-way through the reading, never past the apply line.
@@ -363,8 +404,8 @@ fn scenario(
         } else {
             report.failures.push(format!(
                 "{name} {label}: the inventory is neither as before nor as after \
-                 ({} ports; before {}, after {})",
-                s.ports, s_before.ports, s_after.ports
+                 ({} rows; before {}, after {})",
+                s.rows, s_before.rows, s_after.rows
             ));
             "between"
         };
@@ -385,11 +426,11 @@ fn scenario(
                 dead_runs.push(id);
                 // The dead run keeps its system until its lease expires
                 // (unless it ran past the lease, which a long apply may).
-                let left = lease_expiry(&work)
+                let left = lease_expiry(&work, sim.system)
                     .map_err(db_err)?
                     .map_or(0, |e| e - unix_ms());
                 if left > 1500 && found == "before" {
-                    let (code, _, _, tail) = complete_run(opts, &work, url)?;
+                    let (code, _, _, tail) = complete_run(opts, &work, sim)?;
                     if code == Some(2) && tail.contains("already running") {
                         report.busy_refusals += 1;
                     } else {
@@ -400,7 +441,7 @@ fn scenario(
                         copy_db(before, &work).map_err(|e| e.to_string())?;
                     }
                 }
-                if let Some(exp) = lease_expiry(&work).map_err(db_err)? {
+                if let Some(exp) = lease_expiry(&work, sim.system).map_err(db_err)? {
                     let wait = u64::try_from(exp - unix_ms()).unwrap_or(0);
                     std::thread::sleep(Duration::from_millis(wait + 50));
                 }
@@ -415,7 +456,7 @@ fn scenario(
         }
     }
     // A run after the last kill takes the lease over and completes.
-    let (code, _, _, tail) = complete_run(opts, &work, url)?;
+    let (code, _, _, tail) = complete_run(opts, &work, sim)?;
     if code != Some(0) {
         report.failures.push(format!(
             "{name}: the run after the kills failed ({code:?}):\n{tail}"
@@ -425,8 +466,8 @@ fn scenario(
     if s != s_after || integrity != "ok" {
         report.failures.push(format!(
             "{name}: after the kills and a complete run, the inventory differs from \
-             the reference ({} ports, {} expected; integrity {integrity})",
-            s.ports, s_after.ports
+             the reference ({} rows, {} expected; integrity {integrity})",
+            s.rows, s_after.rows
         ));
     }
     for (id, status, error) in runs(&work).map_err(db_err)? {
