@@ -155,3 +155,61 @@ async fn sigkill_mid_load_loses_no_acknowledged_order() {
         N as i64
     );
 }
+
+/// Killed during its first start, while it loads a demo inventory too large
+/// for one transaction, the server completes the demo inventory and the
+/// demo OM account when it starts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_the_demo_load_is_completed_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut im = ServerProcess::new(env!("CARGO_BIN_EXE_im-server"), dir.path()).unwrap();
+    im.extra_config = "demo_ports = 150000\n".into();
+    let total = im_core::demo::DemoSpec::with_ports(150_000).port_count() as i64;
+    // Start it without waiting for /health, and kill it once some parts of
+    // the inventory are committed and others are not.
+    let cfg = dir.path().join("im.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"{}\"\ndatabase = \"{}\"\nlog_level = \"warn\"\n{}",
+            im.addr(),
+            im.database().display(),
+            im.extra_config
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_im-server"));
+    cmd.arg("--config").arg(&cfg);
+    let mut first = im_examples::process::Proc::spawn("im-server", cmd).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut seen = 0;
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline && first.exited().is_none(),
+            "the demo load ended before it could be interrupted ({seen} ports seen):\n{}",
+            first.tail()
+        );
+        if let Ok(db) = rusqlite::Connection::open_with_flags(
+            im.database(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        ) && let Ok(n) = db.query_row("SELECT count(*) FROM port", [], |r| r.get::<_, i64>(0))
+        {
+            seen = n;
+            if n > 0 {
+                assert!(n < total, "the whole inventory came in one step");
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    first.sigkill();
+    let _server = im.start().expect("im-server restarted");
+    let db = rusqlite::Connection::open(im.database()).unwrap();
+    let ports: i64 = db
+        .query_row("SELECT count(*) FROM port", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ports, total, "the demo inventory was left incomplete");
+    let client = OmClient::new(ClientConfig::new(im.url())).unwrap();
+    let o = client.send(&order(1)).await.unwrap();
+    assert_eq!(o.error_code, ErrorCode::Success, "{o:?}");
+}
