@@ -171,8 +171,20 @@ fn item(oper: OperType, tech: Tech, service: ServiceType, user: &str) -> WorkIte
     WorkItem::new(oper, Some(cover), Some(service), user)
 }
 
+/// Demo exchanges the workload needs: 10 (the small demo set) up to 1,500
+/// subscribers, then one per 150 (so that no DSLAM runs out of ports).
+pub fn exchanges_for(opts: &CrashOptions) -> u32 {
+    let users = (opts.clients * opts.users_per_client) as u64;
+    u32::try_from(users.div_ceil(150))
+        .unwrap_or(u32::MAX)
+        .max(10)
+}
+
 fn plan(opts: &CrashOptions) -> Plan {
     let mut rng = Rng::new(opts.seed);
+    let exchanges = exchanges_for(opts);
+    // Ports handed out to Modifies that move a service, per exchange.
+    let mut moved = vec![0u32; exchanges as usize + 1];
     let prefix = format!("CR{:08X}", rng.next_u64() as u32);
     let ont_base = rng.next_u64() as u32 & 0xFF00_0000;
     let (login, password) = (crate::DEMO_USER, crate::DEMO_PASSWORD);
@@ -192,19 +204,21 @@ fn plan(opts: &CrashOptions) -> Plan {
             let mut ont_sn = format!("HWTC{:08X}", ont_base | (idx as u32 & 0x007F_FFFF));
             let mut final_port = None;
             let flow = |step: &str| format!("{prefix}-{c}-{u}-{step}");
-            let ex_n = rng.range(1, 10) as u32;
-            // Install: ADSL on a demo exchange (IM picks the port), or FTTH
-            // on a demo compound with its IPTV add-on in the same call.
+            let ex_n = rng.range(1, u64::from(exchanges)) as u32;
+            // Install: ADSL on the first DSLAM of a demo exchange (IM picks
+            // the port), or FTTH on a demo compound with its IPTV add-on in
+            // the same call.
             let (popid, install) = match tech {
                 Tech::Adsl => {
                     let (code, popid) = crate::demo_exchange(ex_n);
                     let it = item(OperType::Install, tech, ServiceType::Adsl, &name)
+                        .attr("Dslamname", format!("{code}-D1"))
                         .attr("ExchangeID", code);
                     (popid, vec![it])
                 }
                 Tech::Ftth => {
-                    let m = rng.range(1, 20) as u32;
-                    let (_, popid) = crate::demo_exchange((m - 1) % 10 + 1);
+                    let m = rng.range(1, 2 * u64::from(exchanges)) as u32;
+                    let (_, popid) = crate::demo_exchange((m - 1) % exchanges + 1);
                     let ftth = item(OperType::Install, tech, ServiceType::Ftth, &name)
                         .attr("CompoundId", format!("CP{m:02}"))
                         .attr("ONTSN", ont_sn.clone());
@@ -284,14 +298,15 @@ fn plan(opts: &CrashOptions) -> Plan {
                 let mut modify = item(OperType::Modify, tech, svc, &name).attr("Speed", speed);
                 // Half the Modifies move the service: the old port or ONT is
                 // released and the new one taken in the same transaction.
-                if rng.chance(50) {
+                if rng.chance(50) && (tech == Tech::Ftth || moved[ex_n as usize] < 432) {
                     match tech {
                         Tech::Adsl => {
-                            // A port of the exchange's second ADSL DSLAM that
-                            // no other subscriber of the run asks for and IM
-                            // never picks first (not OCCUPIED: port % 10 != 9).
-                            let k = idx as u32;
-                            let (slot, p) = (2 + (k / 54) % 6, (k % 54) / 9 * 10 + k % 9);
+                            // A port of the exchange's second ADSL DSLAM (IM
+                            // picks on the first) that no other subscriber of
+                            // the run asks for (not OCCUPIED: port % 10 != 9).
+                            let k = moved[ex_n as usize];
+                            moved[ex_n as usize] += 1;
+                            let (slot, p) = (1 + k / 54, (k % 54) / 9 * 10 + k % 9);
                             let (code, _) = crate::demo_exchange(ex_n);
                             let dslam = format!("{code}-D2");
                             final_port = Some(format!("{dslam}/0/{slot}/{p}"));
@@ -602,6 +617,11 @@ pub async fn run(
     let t0 = Instant::now();
     let plan = Arc::new(plan(opts));
     let mut server = server.clone();
+    let exchanges = exchanges_for(opts);
+    if exchanges > 10 {
+        let ports = u64::from(exchanges) * im_core::demo::DemoSpec::default().ports_per_exchange();
+        server.extra_config = format!("{}\ndemo_ports = {ports}\n", server.extra_config);
+    }
     if let Some(url) = &opts.am_url {
         server.extra_config = format!(
             "{}\nam_url = \"{url}\"\nam_poll_interval = \"20ms\"\n",
