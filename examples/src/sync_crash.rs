@@ -439,6 +439,7 @@ fn scenario(
                              held ({left} ms left; exit {code:?}):\n{tail}"
                         ));
                         copy_db(before, &work).map_err(|e| e.to_string())?;
+                        dead_runs.clear();
                     }
                 }
                 if let Some(exp) = lease_expiry(&work, sim.system).map_err(db_err)? {
@@ -447,8 +448,10 @@ fn scenario(
                 }
             }
             ("after", "SUCCEEDED") => {
-                // Committed just before the kill: start from before again.
+                // Committed just before the kill: start from before again
+                // (with its run log).
                 copy_db(before, &work).map_err(|e| e.to_string())?;
+                dead_runs.clear();
             }
             _ => report.failures.push(format!(
                 "{name} {label}: the inventory is {found} and the run is {status}"
