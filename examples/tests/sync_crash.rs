@@ -44,7 +44,7 @@ fn sync_killed_mid_apply_leaves_the_inventory_before_or_after() {
         report.summary()
     );
     assert!(
-        report.busy_refusals >= 3 && report.taken_over >= 3,
+        report.busy_refusals >= 2 && report.taken_over >= 1,
         "{}",
         report.summary()
     );
