@@ -430,8 +430,11 @@ pub struct CrashReport {
     pub tasks: u64,
     /// Commands of the run in the outbox.
     pub commands: u64,
-    /// Commands AM received more than once (answered DUPLICATE), with `am`.
+    /// Requests AM answered DUPLICATE (a command it had already accepted,
+    /// resent after a kill or a lost ack), with `am`.
     pub am_repeats: u64,
+    /// Requests AM answered HTTP 503 (and IM retried), with `am`.
+    pub am_failed: u64,
     /// Distinct command ids AM accepted, with `am`.
     pub am_accepted: u64,
     /// Wall time.
@@ -463,8 +466,8 @@ impl CrashReport {
         );
         if self.am_accepted > 0 {
             s.push_str(&format!(
-                "; AM: {} commands accepted, {} repeats answered DUPLICATE",
-                self.am_accepted, self.am_repeats
+                "; AM: {} commands accepted, {} repeats answered DUPLICATE, {} HTTP 503 retried",
+                self.am_accepted, self.am_repeats, self.am_failed
             ));
         }
         s.push_str(&format!("; {:.1} s", self.elapsed.as_secs_f64()));
@@ -735,6 +738,7 @@ pub async fn run(
     report.commands = counts.commands;
     report.am_accepted = counts.am_accepted;
     report.am_repeats = counts.am_repeats;
+    report.am_failed = counts.am_failed;
     report.elapsed = t0.elapsed();
     Ok(report)
 }
@@ -798,6 +802,7 @@ struct DbCounts {
     commands: u64,
     am_accepted: u64,
     am_repeats: u64,
+    am_failed: u64,
 }
 
 fn one<T: rusqlite::types::FromSql>(db: &Connection, sql: &str) -> rusqlite::Result<T> {
@@ -1082,11 +1087,13 @@ fn check_am(
         am.iter().map(|r| (r.id.as_str(), r)).collect();
     let mut per_item: HashMap<(String, String, String, String), HashSet<String>> = HashMap::new();
     for r in am {
-        counts.am_repeats += r.counts.received.saturating_sub(1);
+        counts.am_repeats += r.counts.duplicate;
+        counts.am_failed += r.counts.failed;
         if r.counts.ok > 0 {
             counts.am_accepted += 1;
         }
-        if r.counts.ok != 1 || r.counts.rejected != 0 || r.counts.failed != 0 {
+        // Answers of HTTP 503 (`failed`) are retried; nothing is rejected.
+        if r.counts.ok != 1 || r.counts.rejected != 0 {
             fail.push(format!("AM: {} seen as {:?}", r.id, r.counts));
         }
         let Some([kind, service, task_no, flow_id, user]) = &r.accepted else {

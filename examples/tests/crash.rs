@@ -46,10 +46,12 @@ async fn am_delivery_killed_mid_delivery_sends_each_command_once_in_effect() {
     let seed = seed_from_env("IM_CRASH_SEED");
     println!("seed {seed} (IM_CRASH_SEED={seed} repeats this run)");
     let dir = tempfile::tempdir().expect("a temporary directory");
-    // AM answers a little late, so that commands are in flight at a kill.
+    // AM answers a little late, so that commands are in flight at a kill;
+    // it also fails 20 commands (HTTP 503, retried) and loses the ack of 20
+    // it accepted (HTTP 500: the resend meets DUPLICATE).
     let (_am, am_addr) = start_am_sim(
         Path::new(env!("CARGO_BIN_EXE_am-sim")),
-        &["--delay-ms", "5"],
+        &["--delay-ms", "5", "--fail-next", "20", "--lose-acks", "20"],
     )
     .expect("am-sim started");
     let server =
