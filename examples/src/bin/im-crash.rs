@@ -56,6 +56,12 @@ enum What {
         /// am-sim's delay of every answer, in ms.
         #[arg(long, default_value_t = 5)]
         am_delay_ms: u64,
+        /// Commands am-sim answers HTTP 503 (IM retries them).
+        #[arg(long, default_value_t = 20)]
+        am_fail_next: u64,
+        /// Commands am-sim accepts but answers HTTP 500 (a lost ack).
+        #[arg(long, default_value_t = 20)]
+        am_lose_acks: u64,
     },
     /// A sync run (im-sync against nbi-sim), killed while it reads and applies.
     Sync {
@@ -113,9 +119,16 @@ fn main() -> ExitCode {
         );
         let result = match &args.what {
             What::Server(load) => runtime.block_on(server_round(seed, load, None)),
-            What::Am { load, am_delay_ms } => {
-                runtime.block_on(server_round(seed, load, Some(*am_delay_ms)))
-            }
+            What::Am {
+                load,
+                am_delay_ms,
+                am_fail_next,
+                am_lose_acks,
+            } => runtime.block_on(server_round(
+                seed,
+                load,
+                Some([*am_delay_ms, *am_fail_next, *am_lose_acks]),
+            )),
             What::Sync {
                 ports,
                 apply_kills,
@@ -151,7 +164,7 @@ fn main() -> ExitCode {
 async fn server_round(
     seed: u64,
     load: &Load,
-    am_delay_ms: Option<u64>,
+    am_faults: Option<[u64; 3]>,
 ) -> Result<(String, Vec<String>), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let server =
@@ -162,10 +175,20 @@ async fn server_round(
         kills: load.kills,
         ..CrashOptions::short(seed)
     };
-    let am = match am_delay_ms {
-        Some(ms) => {
-            let delay = ms.to_string();
-            let (p, addr) = start_am_sim(&sibling_program("am-sim"), &["--delay-ms", &delay])?;
+    let am = match am_faults {
+        Some([delay, fail, lose]) => {
+            let (delay, fail, lose) = (delay.to_string(), fail.to_string(), lose.to_string());
+            let (p, addr) = start_am_sim(
+                &sibling_program("am-sim"),
+                &[
+                    "--delay-ms",
+                    &delay,
+                    "--fail-next",
+                    &fail,
+                    "--lose-acks",
+                    &lose,
+                ],
+            )?;
             opts.am_url = Some(format!("http://{addr}"));
             Some((p, addr))
         }
