@@ -924,25 +924,19 @@ fn check_database(
         ));
     }
     // Services: the final state of every subscriber, with what it holds.
-    type Svc = (String, String, Option<i64>, Option<String>, Option<String>);
+    type Svc = (String, Option<i64>, Option<String>, Option<String>);
     let services: HashMap<(String, String), Svc> = rows(
         &db,
         "SELECT s.user_name, s.service_type, s.state, s.speed_kbps, \
            (SELECT d.name || '/' || p.frame || '/' || p.slot || '/' || p.port \
               FROM port p JOIN dslam d ON d.id = p.dslam_id WHERE p.service_id = s.id), \
-           (SELECT o.serial FROM ont o WHERE o.service_id = s.id), s.id \
+           (SELECT o.serial FROM ont o WHERE o.service_id = s.id) \
          FROM service s WHERE s.user_name LIKE ?1",
         [format!("{}-%", plan.prefix.to_ascii_lowercase())],
         |r| {
             Ok((
                 (r.get(0)?, r.get(1)?),
-                (
-                    r.get(2)?,
-                    r.get::<_, i64>(6)?.to_string(),
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ),
+                (r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?),
             ))
         },
     )?
@@ -956,7 +950,7 @@ fn check_database(
             kinds.push("IPTV");
         }
         for kind in kinds {
-            let Some((state, _, speed, port, ont)) = services.get(&(u.name.clone(), kind.into()))
+            let Some((state, speed, port, ont)) = services.get(&(u.name.clone(), kind.into()))
             else {
                 fail.push(format!("{} {kind}: no service stored", u.name));
                 continue;
