@@ -1,7 +1,12 @@
 //! Shared pieces of the runnable programs (`im-server`, `om-client`,
-//! `im-loadgen`): logging set-up and sample work orders on the demo
-//! inventory. The programs themselves are thin: parse options, wire the
-//! crates together, run.
+//! `im-loadgen`, `im-crash`): logging set-up, sample work orders on the
+//! demo inventory, child processes ([`process`]) and the crash harnesses
+//! ([`crash`], [`sync_crash`]). The programs themselves are thin: parse
+//! options, wire the crates together, run.
+
+pub mod crash;
+pub mod process;
+pub mod sync_crash;
 
 use im_core::model::{CoverType, OperType, ServiceType};
 use im_soap::config::LogFormat;

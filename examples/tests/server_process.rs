@@ -7,53 +7,11 @@
 use im_core::ErrorCode;
 use im_core::model::{CoverType, OperType, ServiceType};
 use im_core::retry::RetryPolicy;
+use im_examples::process::ServerProcess;
 use im_soap::{ClientConfig, OmClient, WorkItem, WorkOrder};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts `im-server` with a config in `dir`; returns it once it listens.
-fn start(dir: &Path, port: u16) -> Child {
-    let cfg = dir.join("im.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndatabase = \"{}\"\nlog_level = \"warn\"\n",
-            dir.join("im.db").display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_im-server"))
-        .arg("--config")
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.starts_with("IM is listening on") => break,
-            Some(_) => continue,
-            None => panic!("im-server exited before listening"),
-        }
-    }
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    child
-}
 
 fn order(n: u32) -> WorkOrder {
     WorkOrder::new(
@@ -80,9 +38,9 @@ fn order(n: u32) -> WorkOrder {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_load_loses_no_acknowledged_order() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}/services/EgyptWorkSheetAll");
-    let mut server = start(dir.path(), port);
+    let im = ServerProcess::new(env!("CARGO_BIN_EXE_im-server"), dir.path()).unwrap();
+    let url = im.url();
+    let mut server = im.start().expect("im-server started");
 
     let mut cfg = ClientConfig::new(&url);
     cfg.retry = RetryPolicy {
@@ -116,8 +74,7 @@ async fn sigkill_mid_load_loses_no_acknowledged_order() {
     while answered.load(std::sync::atomic::Ordering::Relaxed) < 100 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    server.kill().unwrap(); // SIGKILL
-    server.wait().unwrap();
+    server.sigkill();
     let mut acked: HashMap<u32, String> = HashMap::new();
     for t in tasks {
         acked.extend(t.await.unwrap());
@@ -133,7 +90,7 @@ async fn sigkill_mid_load_loses_no_acknowledged_order() {
     );
 
     // Restart on the same database and retry every order with its flowId.
-    let mut server = start(dir.path(), port);
+    let mut server = im.start().expect("im-server restarted");
     let mut cfg = ClientConfig::new(&url);
     cfg.retry = RetryPolicy {
         retries: 3,
@@ -168,11 +125,10 @@ async fn sigkill_mid_load_loses_no_acknowledged_order() {
         }
     }
     assert_eq!(same + fresh, N);
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.sigkill();
 
     // Exactly one task, one service and one held port per order.
-    let db = rusqlite::Connection::open(dir.path().join("im.db")).unwrap();
+    let db = rusqlite::Connection::open(im.database()).unwrap();
     let ok: String = db
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
@@ -198,4 +154,62 @@ async fn sigkill_mid_load_loses_no_acknowledged_order() {
         ),
         N as i64
     );
+}
+
+/// Killed during its first start, while it loads a demo inventory too large
+/// for one transaction, the server completes the demo inventory and the
+/// demo OM account when it starts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_the_demo_load_is_completed_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut im = ServerProcess::new(env!("CARGO_BIN_EXE_im-server"), dir.path()).unwrap();
+    im.extra_config = "demo_ports = 150000\n".into();
+    let total = im_core::demo::DemoSpec::with_ports(150_000).port_count() as i64;
+    // Start it without waiting for /health, and kill it once some parts of
+    // the inventory are committed and others are not.
+    let cfg = dir.path().join("im.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"{}\"\ndatabase = \"{}\"\nlog_level = \"warn\"\n{}",
+            im.addr(),
+            im.database().display(),
+            im.extra_config
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_im-server"));
+    cmd.arg("--config").arg(&cfg);
+    let mut first = im_examples::process::Proc::spawn("im-server", cmd).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut seen = 0;
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline && first.exited().is_none(),
+            "the demo load ended before it could be interrupted ({seen} ports seen):\n{}",
+            first.tail()
+        );
+        if let Ok(db) = rusqlite::Connection::open_with_flags(
+            im.database(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        ) && let Ok(n) = db.query_row("SELECT count(*) FROM port", [], |r| r.get::<_, i64>(0))
+        {
+            seen = n;
+            if n > 0 {
+                assert!(n < total, "the whole inventory came in one step");
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    first.sigkill();
+    let _server = im.start().expect("im-server restarted");
+    let db = rusqlite::Connection::open(im.database()).unwrap();
+    let ports: i64 = db
+        .query_row("SELECT count(*) FROM port", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ports, total, "the demo inventory was left incomplete");
+    let client = OmClient::new(ClientConfig::new(im.url())).unwrap();
+    let o = client.send(&order(1)).await.unwrap();
+    assert_eq!(o.error_code, ErrorCode::Success, "{o:?}");
 }

@@ -482,11 +482,14 @@ pub fn install_if_empty(im: &crate::Im) -> Result<bool, crate::CoreError> {
     if !im.inventory_is_empty()? {
         return Ok(false);
     }
-    im.load_inventory(inventory(&DemoSpec::default()))?;
+    // The account first, then the inventory in one transaction: a crash in
+    // between leaves the inventory empty, so the next start installs it;
+    // the other way round, it would leave an inventory without the account.
     // An OM account set up before the first start (im-admin) is kept.
     if !im.account_exists(DEMO_OM_USER)? {
         im.set_om_account(DEMO_OM_USER, DEMO_OM_PASSWORD)?;
     }
+    im.load_inventory(inventory(&DemoSpec::default()))?;
     Ok(true)
 }
 

@@ -892,12 +892,13 @@ pub(crate) enum WriterOp {
     Journal {
         system: SyncSystem,
         holder: String,
+        lease: Duration,
         run_id: i64,
         first_seq: u64,
         bodies: Vec<Vec<u8>>,
     },
     /// Decides a journaled run (all its rows written, lease still held).
-    Decide(Box<crate::store::JournalHead>),
+    Decide(Box<crate::store::JournalHead>, Duration),
     /// Applies the next slice of a decided run.
     Slice {
         run_id: i64,
@@ -1018,15 +1019,12 @@ pub(crate) fn run_writer_op<W: WriteConn>(
         WriterOp::Journal {
             system,
             holder,
+            lease,
             run_id,
             first_seq,
             bodies,
         } => in_tx(conn, |c| {
-            if !c.sync_renew(
-                system.as_str(),
-                &holder,
-                lease_expiry(unix_now(), std::time::Duration::from_secs(600)),
-            )? {
+            if !c.sync_renew(system.as_str(), &holder, lease_expiry(unix_now(), lease))? {
                 return Err(StoreError::Data(
                     "the run's lease was taken over by another run".into(),
                 ));
@@ -1034,12 +1032,8 @@ pub(crate) fn run_writer_op<W: WriteConn>(
             c.journal_put(run_id, first_seq, &bodies)?;
             Ok(WriterReply::Journaled)
         }),
-        WriterOp::Decide(head) => in_tx(conn, |c| {
-            if !c.sync_renew(
-                &head.system,
-                &head.holder,
-                lease_expiry(unix_now(), std::time::Duration::from_secs(600)),
-            )? {
+        WriterOp::Decide(head, lease) => in_tx(conn, |c| {
+            if !c.sync_renew(&head.system, &head.holder, lease_expiry(unix_now(), lease))? {
                 return Err(StoreError::Data(
                     "the run's lease was taken over by another run".into(),
                 ));
@@ -2179,6 +2173,7 @@ impl SyncSession {
             let r = self.im.sync_op(WriterOp::Journal {
                 system: self.opts.system,
                 holder: self.holder.clone(),
+                lease: self.opts.config.lease,
                 run_id: self.run_id,
                 first_seq: (n * chunk) as u64,
                 bodies,
@@ -2199,7 +2194,10 @@ impl SyncSession {
             changes: total,
             decided: rfc3339(SystemTime::now()),
         };
-        if let Err(e) = self.im.sync_op(WriterOp::Decide(Box::new(head))) {
+        if let Err(e) = self
+            .im
+            .sync_op(WriterOp::Decide(Box::new(head), self.opts.config.lease))
+        {
             return self.end(RunStatus::Failed, planned, &format!("apply failed: {e}"));
         }
         // Decided: from here the run is applied in full, by this session or,

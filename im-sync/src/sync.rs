@@ -79,6 +79,10 @@ pub struct Progress {
     pub rows: u64,
     /// Runs restarted after an expired snapshot so far.
     pub restarts: u32,
+    /// `true` in the last call of a run, once every page is read: the
+    /// run is about to be finished (removal pass, guards, the apply in one
+    /// transaction).
+    pub applying: bool,
 }
 
 /// Why a run could not be made at all (a run that started and failed is a
@@ -147,9 +151,18 @@ pub async fn run_sync<S: Source>(
             None => Run::full(source, settings.page_limit),
             Some(w) => Run::incremental(source, settings.page_limit, w.clone()),
         };
-        let (session, result) = read_run(session, &mut run, system, restarts, progress).await?;
+        let (session, result, last) =
+            read_run(session, &mut run, system, restarts, progress).await?;
         match result {
-            Ok(()) => return blocking(move || session.finish()).await,
+            Ok(()) => {
+                if let Some(p) = last {
+                    progress(&Progress {
+                        applying: true,
+                        ..p
+                    });
+                }
+                return blocking(move || session.finish()).await;
+            }
             Err(NbiError::SnapshotExpired { .. }) if restarts < settings.max_restarts => {
                 restarts += 1;
                 tracing::warn!(%system, restarts, "snapshot expired: starting the run again");
@@ -165,22 +178,24 @@ pub async fn run_sync<S: Source>(
 }
 
 /// Reads every page of the run into the session; gives the session back
-/// with the source's error, if any (a session error is returned as such).
+/// with the source's error, if any (a session error is returned as such),
+/// and the last progress reported.
 async fn read_run<S: Source>(
     mut session: SyncSession,
     run: &mut Run<'_, S>,
     system: System,
     restarts: u32,
     progress: &mut (dyn FnMut(&Progress) + Send),
-) -> Result<(SyncSession, Result<(), NbiError>), RunError> {
+) -> Result<(SyncSession, Result<(), NbiError>, Option<Progress>), RunError> {
     let mut rows = 0u64;
+    let mut last = None;
     let mut versioned = false;
     for &entity in system.entities() {
         loop {
             let page = match run.next_page(entity).await {
                 Ok(Some(p)) => p,
                 Ok(None) => break,
-                Err(e) => return Ok((session, Err(e))),
+                Err(e) => return Ok((session, Err(e), last)),
             };
             if !versioned && let (Some(s), Some(w)) = (run.snapshot(), run.watermark()) {
                 session.set_source_version(s, w);
@@ -194,6 +209,7 @@ async fn read_run<S: Source>(
                 entity_total: page.header.total,
                 rows,
                 restarts,
+                applying: false,
             };
             let (inv, tombs, rejects) = convert(page);
             let (s, r) = blocking(move || {
@@ -208,12 +224,13 @@ async fn read_run<S: Source>(
                 return Err(e.into());
             }
             progress(&p);
+            last = Some(p);
         }
     }
     if let (Some(s), Some(w)) = (run.snapshot(), run.watermark()) {
         session.set_source_version(s, w);
     }
-    Ok((session, Ok(())))
+    Ok((session, Ok(()), last))
 }
 
 /// A page's rows as the core takes them.

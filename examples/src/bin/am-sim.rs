@@ -1,5 +1,6 @@
 //! Runs the AM simulator: `POST /am/commands` acks commands, answers
-//! DUPLICATE for a repeated id, and can reject or fail on request. Prints
+//! DUPLICATE for a repeated id, and can reject or fail on request;
+//! `GET /am/received` lists what it received, per command id. Prints
 //! what it received every few seconds and on exit (Ctrl-C or SIGTERM).
 //!
 //! ```text

@@ -27,7 +27,7 @@ use im_sync::sync::{
 };
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use tracing::{error, info, warn};
@@ -117,9 +117,11 @@ async fn run(config: ServerConfig) -> Result<(), String> {
     if config.demo_data {
         let demo_ports = config.demo_ports;
         let core = im.clone();
-        let installed = tokio::task::spawn_blocking(move || install_demo(&core, demo_ports))
-            .await
-            .map_err(|e| format!("demo data: {e}"))??;
+        let marker = demo_marker(&config.database);
+        let installed =
+            tokio::task::spawn_blocking(move || install_demo(&core, demo_ports, &marker))
+                .await
+                .map_err(|e| format!("demo data: {e}"))??;
         if installed {
             info!(
                 ports = demo_ports,
@@ -362,32 +364,55 @@ fn sync_scheduler(
     Some(Scheduler::start(im.clone(), schedules, Some(report)))
 }
 
+/// The file that marks a large demo load in progress: `<database>.demo-loading`.
+fn demo_marker(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".demo-loading");
+    PathBuf::from(name)
+}
+
 /// Loads the demo inventory (`ports` DSLAM ports) and the demo OM account
 /// into an empty database.
-fn install_demo(im: &Im, ports: u64) -> Result<bool, String> {
+///
+/// A large inventory is loaded in parts, one transaction each; `marker`
+/// exists from before the first part until after the last, so that a load
+/// cut short by a crash is resumed at the next start (the parts are upserts
+/// by natural key: loading one again changes nothing).
+fn install_demo(im: &Im, ports: u64, marker: &Path) -> Result<bool, String> {
     let small = DemoSpec::default();
     if ports <= small.port_count() {
         return im_core::demo::install_if_empty(im).map_err(|e| format!("demo data: {e}"));
     }
-    if !im.inventory_is_empty().map_err(|e| e.to_string())? {
+    let resume = marker.exists();
+    if !resume && !im.inventory_is_empty().map_err(|e| e.to_string())? {
         return Ok(false);
     }
+    let mark = |path: &Path| -> std::io::Result<()> {
+        std::fs::File::create(path)?.sync_all()?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    };
+    mark(marker).map_err(|e| format!("demo data: {}: {e}", marker.display()))?;
     let spec = DemoSpec::with_ports(ports);
     info!(
         exchanges = spec.exchanges,
         ports = spec.port_count(),
+        resume,
         "generating a large demo inventory"
     );
-    // In parts, so that the server never holds the whole inventory in memory.
-    for part in im_core::demo::inventory_in_parts(&spec, 50_000) {
-        im.load_inventory(part)
-            .map_err(|e| format!("demo data: {e}"))?;
-    }
     // An OM account set up before the first start (im-admin) is kept.
     if !im.account_exists(DEMO_OM_USER).map_err(|e| e.to_string())? {
         im.set_om_account(DEMO_OM_USER, DEMO_OM_PASSWORD)
             .map_err(|e| format!("demo data: {e}"))?;
     }
+    // In parts, so that the server never holds the whole inventory in memory.
+    for part in im_core::demo::inventory_in_parts(&spec, 50_000) {
+        im.load_inventory(part)
+            .map_err(|e| format!("demo data: {e}"))?;
+    }
+    std::fs::remove_file(marker).map_err(|e| format!("demo data: {}: {e}", marker.display()))?;
     Ok(true)
 }
 

@@ -9,8 +9,9 @@
 //!     --incremental-every 300 --full-every 86400
 //! ```
 //!
-//! `--once` runs one sync, prints a progress line every few seconds and a
-//! summary table at the end, and exits 0 when the run succeeded (1 when it
+//! `--once` runs one sync, prints a progress line every few seconds, one
+//! when every page is read and the apply starts, and a summary table at the
+//! end, and exits 0 when the run succeeded (1 when it
 //! failed or was aborted, 2 when it could not start). Without `--once` it
 //! runs scheduled until Ctrl-C / SIGTERM, starting with the chosen kind.
 
@@ -84,6 +85,10 @@ struct Args {
     /// calls are served between two slices).
     #[arg(long, default_value_t = 256)]
     apply_slice: usize,
+    /// Seconds of the run's lease on its system: renewed while pages
+    /// arrive; a run whose process died holds the system until it expires.
+    #[arg(long, default_value_t = 600)]
+    lease_secs: u64,
     /// Directory of retry-policy files (`matrix.toml`, `ematrix.toml`).
     #[arg(long)]
     retry_dir: Option<PathBuf>,
@@ -189,12 +194,18 @@ async fn run(args: Args) -> ExitCode {
         max_removal_share: args.max_removal_share,
         ont_grace: Duration::from_secs(args.ont_grace_days * 86_400),
         apply_slice: args.apply_slice.max(1),
+        lease: Duration::from_secs(args.lease_secs.max(1)),
         ..SyncConfig::default()
     };
     let code = if args.once {
         let mut last = Instant::now();
         let mut progress = |p: &Progress| {
-            if last.elapsed() >= Duration::from_secs(2) {
+            if p.applying {
+                eprintln!(
+                    "{}: all pages read ({} rows); applying the changes",
+                    p.system, p.rows
+                );
+            } else if last.elapsed() >= Duration::from_secs(2) {
                 last = Instant::now();
                 eprintln!(
                     "{} {}: {}/{} ({} rows read{})",

@@ -12,6 +12,11 @@
 //! - [`AmSim::set_http_status`]: every command gets that HTTP status (e.g. 400);
 //! - [`AmSim::set_delay`]: every answer comes late (time-outs).
 //!
+//! `GET /am/received` ([`RECEIVED_PATH`]) reports what was received, one
+//! line per command id ([`AmSim::received_text`], read back with
+//! [`parse_received`]), so that a test driving the simulator as a separate
+//! process can check every command arrived once in effect.
+//!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
 //! let sim = im_sync::am::sim::AmSim::start("127.0.0.1:0".parse().unwrap()).await?;
@@ -39,6 +44,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
+
+/// Path of the simulator's record of what it received (`GET`).
+pub const RECEIVED_PATH: &str = "/am/received";
 
 /// What the simulator saw of one command id.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -185,6 +193,16 @@ impl AmSim {
         lock(&self.state).accepted.clone()
     }
 
+    /// What was received, one line per command id (sorted by id), its
+    /// fields separated by tabs: the id, the [`IdCounts`] (`received ok
+    /// duplicate rejected failed`), then, from the first accepted request
+    /// (`-` when none was accepted), its type, service, taskNo, flowId and
+    /// `UserName` param, and its place among the accepted commands (from 0,
+    /// in arrival order). What `GET /am/received` serves.
+    pub fn received_text(&self) -> String {
+        received_text(&self.state)
+    }
+
     /// Requests on `/am/commands` so far.
     pub fn requests(&self) -> u64 {
         lock(&self.state).requests
@@ -195,6 +213,102 @@ impl AmSim {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
+}
+
+/// See [`AmSim::received_text`].
+fn received_text(state: &Shared) -> String {
+    let st = lock(state);
+    let first: HashMap<&str, (usize, &Command)> = st
+        .accepted
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, c)| (c.id.as_str(), (i, c)))
+        .collect();
+    let mut ids: Vec<&String> = st.counts.keys().collect();
+    ids.sort();
+    let mut out = String::new();
+    for id in ids {
+        let c = st.counts[id];
+        let cmd = first.get(id.as_str());
+        let field = |f: &dyn Fn(&Command) -> String| {
+            cmd.map_or_else(|| "-".to_string(), |(_, c)| clean(&f(c)))
+        };
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            clean(id),
+            c.received,
+            c.ok,
+            c.duplicate,
+            c.rejected,
+            c.failed,
+            field(&|c| c.kind.as_str().to_string()),
+            field(&|c| c.service.as_str().to_string()),
+            field(&|c| c.task_no.clone()),
+            field(&|c| c.flow_id.clone()),
+            field(&|c| c.param("UserName").unwrap_or("").to_string()),
+            cmd.map_or_else(|| "-".to_string(), |(i, _)| i.to_string()),
+        ));
+    }
+    out
+}
+
+/// One line of [`AmSim::received_text`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// The command id.
+    pub id: String,
+    /// What was seen of it.
+    pub counts: IdCounts,
+    /// Type, service, taskNo, flowId and `UserName` of the first accepted
+    /// request (`None` when it was never accepted).
+    pub accepted: Option<[String; 5]>,
+    /// Its place among the accepted commands, in arrival order.
+    pub accepted_at: Option<u64>,
+}
+
+/// Tabs and line breaks would break the line format; they never occur in
+/// ids and are replaced by spaces elsewhere.
+fn clean(s: &str) -> String {
+    s.replace(['\t', '\n', '\r'], " ")
+}
+
+/// Reads what `GET /am/received` served.
+///
+/// ```
+/// let r = im_sync::am::sim::parse_received("CMD-WS1-1\t2\t1\t1\t0\t0\tACTIVATE\tADSL\tWS1\tF1\tu@x\t0\n").unwrap();
+/// assert_eq!((r[0].counts.received, r[0].counts.duplicate), (2, 1));
+/// assert_eq!(r[0].accepted.as_ref().unwrap()[4], "u@x");
+/// ```
+pub fn parse_received(text: &str) -> Result<Vec<Received>, wire::WireError> {
+    let bad = |line: &str| wire::WireError(format!("not a received line: {line:?}"));
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != 12 {
+            return Err(bad(line));
+        }
+        let n = |i: usize| f[i].parse::<u64>().map_err(|_| bad(line));
+        let counts = IdCounts {
+            received: n(1)?,
+            ok: n(2)?,
+            duplicate: n(3)?,
+            rejected: n(4)?,
+            failed: n(5)?,
+        };
+        let accepted = (f[6] != "-").then(|| [f[6], f[7], f[8], f[9], f[10]].map(str::to_string));
+        let accepted_at = match f[11] {
+            "-" => None,
+            n => Some(n.parse::<u64>().map_err(|_| bad(line))?),
+        };
+        out.push(Received {
+            id: f[0].to_string(),
+            counts,
+            accepted,
+            accepted_at,
+        });
+    }
+    Ok(out)
 }
 
 type Body = Full<Bytes>;
@@ -260,6 +374,13 @@ fn ack(id: &str, status: AckStatus, code: &str, desc: &str) -> Response<Body> {
 }
 
 async fn handle(state: &Shared, req: Request<Incoming>) -> Response<Body> {
+    if req.uri().path() == RECEIVED_PATH && req.method() == Method::GET {
+        return respond(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            received_text(state),
+        );
+    }
     if req.uri().path() != COMMANDS_PATH {
         return respond(StatusCode::NOT_FOUND, "text/plain", "not found\n".into());
     }
