@@ -33,14 +33,25 @@ pub enum LimitError {
     /// An attribute value too long.
     #[error("an attribute value longer than {0} bytes")]
     AttributeLen(usize),
+    /// Too many namespace declarations in the document.
+    #[error("more than {0} namespace declarations")]
+    Namespaces(usize),
 }
 
 /// Parses `text` with DTDs refused (roxmltree's default, kept on purpose)
 /// and the node limit of `limits`, then checks depth and attributes.
+///
+/// Depth, attributes per element and namespace declarations (at most
+/// `max_attributes` in the whole document) are first checked by a linear
+/// scan of the text ([`prescan`]): roxmltree's time grows with the square
+/// of the attributes of one element and with the cube of nested namespace
+/// declarations, so a request of a few hundred KiB within the node limit
+/// could otherwise hold a core for minutes.
 pub(crate) fn parse_limited<'a>(
     text: &'a str,
     limits: &XmlLimits,
 ) -> Result<roxmltree::Document<'a>, ParseFailure> {
+    prescan(text, limits).map_err(ParseFailure::Limit)?;
     let options = roxmltree::ParsingOptions {
         allow_dtd: false,
         nodes_limit: limits.max_nodes,
@@ -67,6 +78,114 @@ pub(crate) enum ParseFailure {
     Limit(LimitError),
     /// Not well-formed XML (roxmltree's message, with a position).
     Syntax(String),
+}
+
+/// One linear pass over the markup of `text`: element depth, attributes
+/// (namespace declarations included) per element, and namespace
+/// declarations in the document, against `limits`. Well-formed text within
+/// the limits always passes (it counts what the checks after the parse
+/// count, or less); at anything it does not understand (a DTD, a broken
+/// tag) it stops and leaves the verdict to the parser.
+fn prescan(text: &str, limits: &XmlLimits) -> Result<(), LimitError> {
+    let b = text.as_bytes();
+    let find = |from: usize, pat: &[u8]| -> Option<usize> {
+        b.get(from..)?
+            .windows(pat.len())
+            .position(|w| w == pat)
+            .map(|p| from + p)
+    };
+    let mut depth = 0usize;
+    let mut namespaces = 0usize;
+    let mut i = 0;
+    while let Some(lt) = b.get(i..).and_then(|r| r.iter().position(|&c| c == b'<')) {
+        i += lt;
+        let rest = &b[i..];
+        let skip_to = |pat: &[u8]| find(i, pat).map(|p| p + pat.len());
+        let next = if rest.starts_with(b"<!--") {
+            skip_to(b"-->")
+        } else if rest.starts_with(b"<![CDATA[") {
+            skip_to(b"]]>")
+        } else if rest.starts_with(b"<?") {
+            skip_to(b"?>")
+        } else if rest.starts_with(b"<!") {
+            None
+        } else if rest.starts_with(b"</") {
+            depth = depth.saturating_sub(1);
+            skip_to(b">")
+        } else {
+            // A start tag: its name, then attributes up to `>` or `/>`.
+            let mut j = i + 1;
+            while j < b.len() && !matches!(b[j], b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>') {
+                j += 1;
+            }
+            let mut attrs = 0usize;
+            let mut end = None;
+            loop {
+                while j < b.len() && matches!(b[j], b' ' | b'\t' | b'\r' | b'\n') {
+                    j += 1;
+                }
+                match b.get(j) {
+                    Some(b'>') => {
+                        depth += 1;
+                        end = Some((j + 1, depth));
+                        break;
+                    }
+                    Some(b'/') => {
+                        end = Some((j + 1, depth + 1));
+                        break;
+                    }
+                    None => break,
+                    Some(_) => {}
+                }
+                let name_start = j;
+                while j < b.len() && !matches!(b[j], b'=' | b' ' | b'\t' | b'\r' | b'\n' | b'>' | b'/') {
+                    j += 1;
+                }
+                let name = &b[name_start..j];
+                while j < b.len() && matches!(b[j], b' ' | b'\t' | b'\r' | b'\n') {
+                    j += 1;
+                }
+                if b.get(j) != Some(&b'=') {
+                    break;
+                }
+                j += 1;
+                while j < b.len() && matches!(b[j], b' ' | b'\t' | b'\r' | b'\n') {
+                    j += 1;
+                }
+                let Some(&quote) = b.get(j).filter(|q| matches!(q, b'"' | b'\'')) else {
+                    break;
+                };
+                let Some(close) = b[j + 1..].iter().position(|&c| c == quote) else {
+                    break;
+                };
+                j += close + 2;
+                attrs += 1;
+                if attrs > limits.max_attributes {
+                    return Err(LimitError::Attributes(limits.max_attributes));
+                }
+                if name == b"xmlns" || name.starts_with(b"xmlns:") {
+                    namespaces += 1;
+                    if namespaces > limits.max_attributes {
+                        return Err(LimitError::Namespaces(limits.max_attributes));
+                    }
+                }
+            }
+            match end {
+                Some((next, d)) => {
+                    if d > limits.max_depth {
+                        return Err(LimitError::Depth(limits.max_depth));
+                    }
+                    Some(next)
+                }
+                None => None,
+            }
+        };
+        match next {
+            Some(n) => i = n,
+            None => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// Walks the element tree iteratively (no recursion: hostile depth cannot
