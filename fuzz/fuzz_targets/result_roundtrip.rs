@@ -21,7 +21,8 @@ fn text(u: &mut Unstructured<'_>) -> arbitrary::Result<String> {
             s.push_str(u.choose(&SPECIAL)?);
         } else {
             let c = char::arbitrary(u)?;
-            if matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..) {
+            if matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+            {
                 s.push(c);
             }
         }
@@ -63,7 +64,11 @@ fn outcome(u: &mut Unstructured<'_>) -> arbitrary::Result<Outcome> {
             opertype: text(u)?,
             service_type: text(u)?,
             user_name: text(u)?,
-            error_code: if bool::arbitrary(u)? { Some(code(u)?) } else { None },
+            error_code: if bool::arbitrary(u)? {
+                Some(code(u)?)
+            } else {
+                None
+            },
             port: text(u)?,
             ont_sn: text(u)?,
             vlan: text(u)?,

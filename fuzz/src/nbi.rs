@@ -69,7 +69,10 @@ fn check_read(p: &Page) -> Result<(), String> {
         ));
     }
     if !back.rejects.is_empty() {
-        return Err(format!("rows written back are rejected: {:?}", back.rejects));
+        return Err(format!(
+            "rows written back are rejected: {:?}",
+            back.rejects
+        ));
     }
     Ok(())
 }

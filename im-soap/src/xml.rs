@@ -138,7 +138,9 @@ fn prescan(text: &str, limits: &XmlLimits) -> Result<(), LimitError> {
                     Some(_) => {}
                 }
                 let name_start = j;
-                while j < b.len() && !matches!(b[j], b'=' | b' ' | b'\t' | b'\r' | b'\n' | b'>' | b'/') {
+                while j < b.len()
+                    && !matches!(b[j], b'=' | b' ' | b'\t' | b'\r' | b'\n' | b'>' | b'/')
+                {
                     j += 1;
                 }
                 let name = &b[name_start..j];
@@ -366,9 +368,12 @@ mod tests {
     /// client → server trip, nor an echoed flowId the server → client one.
     #[test]
     fn carriage_returns_survive_a_parse() {
-        for push in [push_text_ascii as fn(&mut String, &str), |o: &mut String, s: &str| {
-            assert!(push_text_raw(o, s));
-        }] {
+        for push in [
+            push_text_ascii as fn(&mut String, &str),
+            |o: &mut String, s: &str| {
+                assert!(push_text_raw(o, s));
+            },
+        ] {
             let mut s = String::from("<x>");
             push(&mut s, "a\rb\r\nc");
             s.push_str("</x>");
@@ -482,7 +487,10 @@ mod tests {
             Some(ParseFailure::Limit(LimitError::Namespaces(3)))
         );
         // Broken or DTD-bearing text is left to the parser.
-        assert!(matches!(parse_limited("<a x='1", &l).err(), Some(ParseFailure::Syntax(_))));
+        assert!(matches!(
+            parse_limited("<a x='1", &l).err(),
+            Some(ParseFailure::Syntax(_))
+        ));
         assert_eq!(
             parse_limited("<!DOCTYPE a [<!ENTITY e 'x'>]><a/>", &l).err(),
             Some(ParseFailure::Dtd)
@@ -503,16 +511,27 @@ mod tests {
             + &"</p>".repeat(20_000);
         let wide = format!(
             "<p{}/>",
-            (0..100_000).map(|i| format!(" a{i}=\"1\"")).collect::<String>()
+            (0..100_000)
+                .map(|i| format!(" a{i}=\"1\""))
+                .collect::<String>()
         );
         let siblings = format!(
             "<form>{}</form>",
-            (0..20_000).map(|i| format!("<p xmlns:n{i}=\"u\"/>")).collect::<String>()
+            (0..20_000)
+                .map(|i| format!("<p xmlns:n{i}=\"u\"/>"))
+                .collect::<String>()
         );
         for doc in [nested, wide, siblings] {
             let t0 = std::time::Instant::now();
-            assert!(matches!(parse_limited(&doc, &l), Err(ParseFailure::Limit(_))));
-            assert!(t0.elapsed() < std::time::Duration::from_secs(2), "{:?}", t0.elapsed());
+            assert!(matches!(
+                parse_limited(&doc, &l),
+                Err(ParseFailure::Limit(_))
+            ));
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(2),
+                "{:?}",
+                t0.elapsed()
+            );
         }
     }
 

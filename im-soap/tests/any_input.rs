@@ -41,11 +41,7 @@ fn run(body: &[u8], ct: Option<&str>) -> Result<Answer, TestCaseError> {
         ))
     })?;
     let took = t0.elapsed();
-    prop_assert!(
-        took < CASE_BOUND,
-        "{} bytes took {took:?}",
-        body.len()
-    );
+    prop_assert!(took < CASE_BOUND, "{} bytes took {took:?}", body.len());
     Ok(answer)
 }
 
@@ -100,12 +96,11 @@ fn value() -> impl Strategy<Value = String> {
 
 /// A name that is a usable element name.
 fn simple_name() -> impl Strategy<Value = String> {
-    "[A-Za-z_][A-Za-z0-9_.-]{0,12}"
-        .prop_filter("not xml…, not a structure name", |n| {
-            !n.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("xml"))
-                && !["bussinfo", "attrlist", "bussitem"]
-                    .contains(&n.replace(['_', '-', '.'], "").to_ascii_lowercase().as_str())
-        })
+    "[A-Za-z_][A-Za-z0-9_.-]{0,12}".prop_filter("not xml…, not a structure name", |n| {
+        !n.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("xml"))
+            && !["bussinfo", "attrlist", "bussitem"]
+                .contains(&n.replace(['_', '-', '.'], "").to_ascii_lowercase().as_str())
+    })
 }
 
 /// Any form the client can write.
@@ -229,8 +224,18 @@ fn any_mutation() -> impl Strategy<Value = Mutation> {
         (0usize..DTDS.len()).prop_map(Mutation::Dtd),
         (0usize..DTDS.len()).prop_map(Mutation::FormDtd),
         prop::sample::select(vec![
-            "gb2312", "GBK", "utf-8", "UTF-16", "utf-16le", "x-klingon", "", "ebcdic",
-            "iso-2022-kr", "replacement", "gb18030 ", "latin1",
+            "gb2312",
+            "GBK",
+            "utf-8",
+            "UTF-16",
+            "utf-16le",
+            "x-klingon",
+            "",
+            "ebcdic",
+            "iso-2022-kr",
+            "replacement",
+            "gb18030 ",
+            "latin1",
         ])
         .prop_map(|s| Mutation::Declare(s.to_string())),
         (0usize..CONTENT_TYPES.len()).prop_map(Mutation::ContentType),
@@ -256,7 +261,10 @@ fn cdata(s: &str) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\r', "&#13;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\r', "&#13;")
 }
 
 /// A mutated request and what it must get (when the mutation decides it).
@@ -296,7 +304,12 @@ fn mutate(form_xml: &str, m: &Mutation) -> Mutated {
             out.body = b;
         }
         Mutation::NestEnvelope(n) => {
-            let param = format!("{}{}{}", "<n>".repeat(*n), cdata(form_xml), "</n>".repeat(*n));
+            let param = format!(
+                "{}{}{}",
+                "<n>".repeat(*n),
+                cdata(form_xml),
+                "</n>".repeat(*n)
+            );
             out.body = plain(param);
             // Envelope, Body, operation, in0: four levels before the nesting.
             out.expect_fault = n + 4 > limits.envelope.max_depth;
@@ -324,7 +337,11 @@ fn mutate(form_xml: &str, m: &Mutation) -> Mutated {
         Mutation::ManyItems(n) => {
             let item = form_xml
                 .find("<bussItem>")
-                .and_then(|s| form_xml[s..].find("</bussItem>").map(|e| &form_xml[s..s + e + 11]))
+                .and_then(|s| {
+                    form_xml[s..]
+                        .find("</bussItem>")
+                        .map(|e| &form_xml[s..s + e + 11])
+                })
                 .unwrap_or("<bussItem/>");
             let many = form_xml.replacen(item, &item.repeat(*n), 1);
             out.body = plain(cdata(&many));
@@ -443,25 +460,135 @@ fn big_hostile_inputs_are_answered_within_the_limits() {
     let deep = |n: usize| format!("{}{}", "<a>".repeat(n), "</a>".repeat(n));
     let form_with = |inner: &str| format!("<form><flowId>F1</flowId>{inner}</form>");
     let cases: Vec<(&str, String, Option<FaultCode>, Option<ErrorCode>)> = vec![
-        ("envelope nested 100,000 deep", envelope("utf-8", "", "", &deep(100_000)), Some(FaultCode::Client), None),
-        ("form nested 100,000 deep", envelope("utf-8", "", "", &cdata(&form_with(&deep(100_000)))), None, Some(ErrorCode::MissingField)),
-        ("200,000 elements in the envelope", envelope("utf-8", "", "", &"<b/>".repeat(200_000)), Some(FaultCode::Client), None),
-        ("200,000 elements in the form", envelope("utf-8", "", "", &cdata(&form_with(&"<b/>".repeat(200_000)))), None, Some(ErrorCode::MissingField)),
-        ("20,000 attributes on the operation", envelope("utf-8", "", &(0..20_000).map(|i| format!(" a{i}=\"1\"")).collect::<String>(), ""), Some(FaultCode::Client), None),
-        ("a 900 KiB attribute value", envelope("utf-8", "", &format!(" a=\"{}\"", "x".repeat(900 * 1024)), ""), Some(FaultCode::Client), None),
-        ("billion laughs", envelope("utf-8", DTDS[0], "", ""), Some(FaultCode::Client), None),
-        ("70,000 CDATA sections", envelope("utf-8", "", "", &"<![CDATA[<]]>".repeat(70_000)), None, Some(ErrorCode::MissingField)),
-        ("200,000 character references", envelope("utf-8", "", "", &"&#1605;".repeat(140_000)), None, Some(ErrorCode::MissingField)),
-        ("4,000 nested namespace declarations in the form", envelope("utf-8", "", "", &cdata(&form_with(&format!("{}{}", (0..4_000).map(|i| format!("<p xmlns:n{i}=\"u\">")).collect::<String>(), "</p>".repeat(4_000))))), None, Some(ErrorCode::MissingField)),
-        ("30,000 namespace declarations in the form", envelope("utf-8", "", "", &cdata(&form_with(&(0..30_000).map(|i| format!("<p xmlns:n{i}=\"u\"/>")).collect::<String>()))), None, Some(ErrorCode::MissingField)),
-        ("unclosed comment", format!("{}<!--{}", envelope("utf-8", "", "", ""), "-".repeat(mib - 400)), Some(FaultCode::Client), None),
-        ("1 MiB of '<'", "<".repeat(mib - 1), Some(FaultCode::Client), None),
+        (
+            "envelope nested 100,000 deep",
+            envelope("utf-8", "", "", &deep(100_000)),
+            Some(FaultCode::Client),
+            None,
+        ),
+        (
+            "form nested 100,000 deep",
+            envelope("utf-8", "", "", &cdata(&form_with(&deep(100_000)))),
+            None,
+            Some(ErrorCode::MissingField),
+        ),
+        (
+            "200,000 elements in the envelope",
+            envelope("utf-8", "", "", &"<b/>".repeat(200_000)),
+            Some(FaultCode::Client),
+            None,
+        ),
+        (
+            "200,000 elements in the form",
+            envelope("utf-8", "", "", &cdata(&form_with(&"<b/>".repeat(200_000)))),
+            None,
+            Some(ErrorCode::MissingField),
+        ),
+        (
+            "20,000 attributes on the operation",
+            envelope(
+                "utf-8",
+                "",
+                &(0..20_000)
+                    .map(|i| format!(" a{i}=\"1\""))
+                    .collect::<String>(),
+                "",
+            ),
+            Some(FaultCode::Client),
+            None,
+        ),
+        (
+            "a 900 KiB attribute value",
+            envelope(
+                "utf-8",
+                "",
+                &format!(" a=\"{}\"", "x".repeat(900 * 1024)),
+                "",
+            ),
+            Some(FaultCode::Client),
+            None,
+        ),
+        (
+            "billion laughs",
+            envelope("utf-8", DTDS[0], "", ""),
+            Some(FaultCode::Client),
+            None,
+        ),
+        (
+            "70,000 CDATA sections",
+            envelope("utf-8", "", "", &"<![CDATA[<]]>".repeat(70_000)),
+            None,
+            Some(ErrorCode::MissingField),
+        ),
+        (
+            "200,000 character references",
+            envelope("utf-8", "", "", &"&#1605;".repeat(140_000)),
+            None,
+            Some(ErrorCode::MissingField),
+        ),
+        (
+            "4,000 nested namespace declarations in the form",
+            envelope(
+                "utf-8",
+                "",
+                "",
+                &cdata(&form_with(&format!(
+                    "{}{}",
+                    (0..4_000)
+                        .map(|i| format!("<p xmlns:n{i}=\"u\">"))
+                        .collect::<String>(),
+                    "</p>".repeat(4_000)
+                ))),
+            ),
+            None,
+            Some(ErrorCode::MissingField),
+        ),
+        (
+            "30,000 namespace declarations in the form",
+            envelope(
+                "utf-8",
+                "",
+                "",
+                &cdata(&form_with(
+                    &(0..30_000)
+                        .map(|i| format!("<p xmlns:n{i}=\"u\"/>"))
+                        .collect::<String>(),
+                )),
+            ),
+            None,
+            Some(ErrorCode::MissingField),
+        ),
+        (
+            "unclosed comment",
+            format!(
+                "{}<!--{}",
+                envelope("utf-8", "", "", ""),
+                "-".repeat(mib - 400)
+            ),
+            Some(FaultCode::Client),
+            None,
+        ),
+        (
+            "1 MiB of '<'",
+            "<".repeat(mib - 1),
+            Some(FaultCode::Client),
+            None,
+        ),
     ];
     let limits = Limits::default();
     for (name, body, fault, code) in cases {
-        assert!(body.len() <= limits.body_bytes, "{name}: {} bytes", body.len());
+        assert!(
+            body.len() <= limits.body_bytes,
+            "{name}: {} bytes",
+            body.len()
+        );
         let t0 = Instant::now();
-        let answer = match check_request(body.as_bytes(), Some("text/xml; charset=utf-8"), &limits, secrets()) {
+        let answer = match check_request(
+            body.as_bytes(),
+            Some("text/xml; charset=utf-8"),
+            &limits,
+            secrets(),
+        ) {
             Ok(a) => a,
             Err(e) => panic!("{name}: {e}"),
         };

@@ -8,8 +8,8 @@
 mod harness;
 
 use im_core::model::{
-    City, Compound, Dslam, Exchange, Olt, Ont, PonPort, PonPortRef, Port, Sector,
-    SourceState, Technology, Vlan, VlanPurpose, Zone,
+    City, Compound, Dslam, Exchange, Olt, Ont, PonPort, PonPortRef, Port, Sector, SourceState,
+    Technology, Vlan, VlanPurpose, Zone,
 };
 use im_sync::nbi::wire::{
     Entity, PageError, PageHeader, ParseLimits, Row, RowKey, System, parse_page, write_page,
@@ -275,17 +275,45 @@ fn any_mutation() -> impl Strategy<Value = Mutation> {
         (
             0u16..1000,
             prop::sample::select(vec![
-                "<", ">", "\"", "'", "&", "&#0;", "&#x110000;", "&bogus;", "<!--", "-->",
-                "<![CDATA[x]]>", "<?pi x?>", "<x/>", "</nbi>", "<nbi>", " deleted=\"true\"",
-                " deleted=\"maybe\"", " code=\"dup\"", "<!DOCTYPE nbi [<!ENTITY a 'b'>]>",
-                "\u{0}", "\u{FEFF}", " xmlns:p=\"u\"", " p:code=\"x\"",
+                "<",
+                ">",
+                "\"",
+                "'",
+                "&",
+                "&#0;",
+                "&#x110000;",
+                "&bogus;",
+                "<!--",
+                "-->",
+                "<![CDATA[x]]>",
+                "<?pi x?>",
+                "<x/>",
+                "</nbi>",
+                "<nbi>",
+                " deleted=\"true\"",
+                " deleted=\"maybe\"",
+                " code=\"dup\"",
+                "<!DOCTYPE nbi [<!ENTITY a 'b'>]>",
+                "\u{0}",
+                "\u{FEFF}",
+                " xmlns:p=\"u\"",
+                " p:code=\"x\"",
             ])
         )
             .prop_map(|(p, s)| Mutation::Insert(p, s)),
         (1usize..50).prop_map(Mutation::Nest),
         (1usize..100).prop_map(Mutation::Attributes),
-        prop::sample::select(vec!["utf-16", "UTF-16BE", "klingon", "gbk", "latin1", "", "replacement", "utf-8"])
-            .prop_map(Mutation::Declare),
+        prop::sample::select(vec![
+            "utf-16",
+            "UTF-16BE",
+            "klingon",
+            "gbk",
+            "latin1",
+            "",
+            "replacement",
+            "utf-8"
+        ])
+        .prop_map(Mutation::Declare),
     ]
 }
 
@@ -388,11 +416,47 @@ fn big_hostile_pages_are_answered_in_time() {
     let head = "<nbi system=\"matrix\" entity=\"ports\" snapshot=\"S\" offset=\"0\" limit=\"1\" total=\"1\" watermark=\"W\">";
     let mib = 1024 * 1024;
     let cases: Vec<(&str, String)> = vec![
-        ("nested 100,000 deep", format!("{head}{}{}</nbi>", "<p>".repeat(100_000), "</p>".repeat(100_000))),
-        ("100,000 attributes on a row", format!("{head}<port{}/></nbi>", (0..100_000).map(|i| format!(" a{i}=\"1\"")).collect::<String>())),
-        ("nested namespace declarations", format!("{head}{}{}</nbi>", (0..10_000).map(|i| format!("<p xmlns:n{i}=\"u\">")).collect::<String>(), "</p>".repeat(10_000))),
-        ("many rows", format!("{head}{}</nbi>", "<port dslam=\"D\" frame=\"0\" slot=\"0\" port=\"0\" state=\"AVAILABLE\"/>".repeat(mib / 70))),
-        ("billion laughs", format!("<!DOCTYPE nbi [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;\">]>{head}</nbi>")),
+        (
+            "nested 100,000 deep",
+            format!(
+                "{head}{}{}</nbi>",
+                "<p>".repeat(100_000),
+                "</p>".repeat(100_000)
+            ),
+        ),
+        (
+            "100,000 attributes on a row",
+            format!(
+                "{head}<port{}/></nbi>",
+                (0..100_000)
+                    .map(|i| format!(" a{i}=\"1\""))
+                    .collect::<String>()
+            ),
+        ),
+        (
+            "nested namespace declarations",
+            format!(
+                "{head}{}{}</nbi>",
+                (0..10_000)
+                    .map(|i| format!("<p xmlns:n{i}=\"u\">"))
+                    .collect::<String>(),
+                "</p>".repeat(10_000)
+            ),
+        ),
+        (
+            "many rows",
+            format!(
+                "{head}{}</nbi>",
+                "<port dslam=\"D\" frame=\"0\" slot=\"0\" port=\"0\" state=\"AVAILABLE\"/>"
+                    .repeat(mib / 70)
+            ),
+        ),
+        (
+            "billion laughs",
+            format!(
+                "<!DOCTYPE nbi [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;\">]>{head}</nbi>"
+            ),
+        ),
     ];
     for (name, page) in cases {
         let t0 = Instant::now();

@@ -693,7 +693,7 @@ fn call_kind(k: u64, lag: u64) -> (bool, u64) {
         return (true, k);
     }
     let j = k - lag;
-    if j % 2 == 0 {
+    if j.is_multiple_of(2) {
         (false, j / 2)
     } else {
         (true, lag + j / 2)
@@ -701,7 +701,13 @@ fn call_kind(k: u64, lag: u64) -> (bool, u64) {
 }
 
 /// A Delete of the ADSL service of `user`.
-fn delete_adsl(flow_id: &str, user: &str, exchange: u32, login: &str, password: &str) -> im_soap::WorkOrder {
+fn delete_adsl(
+    flow_id: &str,
+    user: &str,
+    exchange: u32,
+    login: &str,
+    password: &str,
+) -> im_soap::WorkOrder {
     let (_, popid) = im_examples::demo_exchange(exchange);
     im_soap::WorkOrder::new(login, password, flow_id, popid).item(im_soap::WorkItem::new(
         im_core::model::OperType::Delete,
@@ -969,10 +975,11 @@ fn slope(points: &[(f64, f64)]) -> Option<f64> {
 /// Probes `GET /health` every 250 ms over its own keep-alive connection
 /// (reopened when it breaks) until `stop`.
 async fn probe_health(open: Arc<Open>, stop: Arc<AtomicBool>) {
-    let uri: Uri = match format!("http://{}/health", open.target.host.to_str().unwrap_or("")).parse() {
-        Ok(u) => u,
-        Err(_) => return,
-    };
+    let uri: Uri =
+        match format!("http://{}/health", open.target.host.to_str().unwrap_or("")).parse() {
+            Ok(u) => u,
+            Err(_) => return,
+        };
     let mut sender: Option<http1::SendRequest<Full<Bytes>>> = None;
     while !stop.load(Ordering::Relaxed) {
         let t0 = Instant::now();
@@ -1083,7 +1090,9 @@ async fn open_loop(args: &Args, target: Target, plan: OpenPlan) -> Result<(), St
             // Samples of the run only (not of the drain after it).
             while !stop.load(Ordering::Relaxed) && Instant::now() <= end {
                 if let Some((rss, fds)) = rss_and_fds(pid) {
-                    let t = Instant::now().saturating_duration_since(start).as_secs_f64();
+                    let t = Instant::now()
+                        .saturating_duration_since(start)
+                        .as_secs_f64();
                     samples
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -1099,7 +1108,7 @@ async fn open_loop(args: &Args, target: Target, plan: OpenPlan) -> Result<(), St
         let samples = samples.clone();
         let minutes = total.as_secs().div_ceil(60);
         tokio::spawn(async move {
-            println!("   minute  calls/s  accepted/s  p50 ms  p99 ms  p999 ms  max ms  errors  RSS MB  fds");
+            println!("   minute  calls/s  accepted/s  -9999  p50 ms  p99 ms  p999 ms  max ms  errors  RSS MB  fds");
             for m in 0..minutes {
                 // Report minute m once its last call's time-out has passed.
                 let end = open.start + Duration::from_secs((m + 1) * 60) + open.call_timeout;
@@ -1150,12 +1159,7 @@ fn minute_of(open: &Open, m: u64) -> Second {
     out
 }
 
-fn print_minute(
-    m: u64,
-    secs: u64,
-    s: &Second,
-    samples: &std::sync::Mutex<Vec<(f64, u64, u64)>>,
-) {
+fn print_minute(m: u64, secs: u64, s: &Second, samples: &std::sync::Mutex<Vec<(f64, u64, u64)>>) {
     let mut lat = s.latencies_us.clone();
     let last = samples
         .lock()
@@ -1168,10 +1172,11 @@ fn print_minute(
     #[allow(clippy::cast_precision_loss)]
     let per_s = |n: u64| n as f64 / secs.max(1) as f64;
     println!(
-        "   {:>6}  {:>7.0}  {:>10.0}  {:>6.2}  {:>6.2}  {:>7.2}  {:>6.1}  {:>6}  {:>6}  {}",
+        "   {:>6}  {:>7.0}  {:>10.0}  {:>5}  {:>6.2}  {:>6.2}  {:>7.2}  {:>6.1}  {:>6}  {:>6}  {}",
         m + 1,
         per_s(s.answered()),
         per_s(s.code(0)),
+        s.code(ErrorCode::Internal.code()),
         quantile_ms(&mut lat, 0.50),
         quantile_ms(&mut lat, 0.99),
         quantile_ms(&mut lat, 0.999),
@@ -1197,7 +1202,11 @@ fn soak_report(
         all.merge(s);
     }
     let codes: Vec<String> = all.codes.iter().map(|(c, n)| format!("{c}: {n}")).collect();
-    println!("== soak: answered {}  errorCodes {{{}}}", all.answered(), codes.join(", "));
+    println!(
+        "== soak: answered {}  errorCodes {{{}}}",
+        all.answered(),
+        codes.join(", ")
+    );
     println!(
         "   faults {}  other HTTP {}  connect errors {}  broken {}  time-outs {}  not sent {}",
         all.faults, all.http, all.connect, all.broken, all.timeouts, all.not_sent
@@ -1221,10 +1230,7 @@ fn soak_report(
     let warm = args.warmup.as_secs_f64();
     let used: Vec<&(f64, u64, u64)> = samples.iter().filter(|s| s.0 >= warm).collect();
     #[allow(clippy::cast_precision_loss)]
-    let rss_pts: Vec<(f64, f64)> = used
-        .iter()
-        .map(|s| (s.0 / 60.0, kib_to_mb(s.1)))
-        .collect();
+    let rss_pts: Vec<(f64, f64)> = used.iter().map(|s| (s.0 / 60.0, kib_to_mb(s.1))).collect();
     #[allow(clippy::cast_precision_loss)]
     let fd_pts: Vec<(f64, f64)> = used.iter().map(|s| (s.0 / 60.0, s.2 as f64)).collect();
     let (Some(rss_slope), Some(fd_slope)) = (slope(&rss_pts), slope(&fd_pts)) else {
@@ -1317,6 +1323,8 @@ async fn overload_report(args: &Args, open: &Arc<Open>, phases: &[Phase]) -> Res
             quantile_ms(&mut health, 1.0),
             s.health_failed
         );
+        let codes: Vec<String> = s.codes.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+        println!("   {:<9}  errorCodes {{{}}}", "", codes.join(", "));
         phase_stats.push(s);
     }
     // Recovery: the first second of the last phase from which every
@@ -1327,7 +1335,12 @@ async fn overload_report(args: &Args, open: &Arc<Open>, phases: &[Phase]) -> Res
         .unwrap_or_default();
     let normal_p99 = quantile_ms(&mut normal_lat, 0.99);
     let bound = 2.0 * normal_p99 + 5.0;
-    let last: Vec<Second> = secs.iter().skip(2 * phase_secs).take(phase_secs).cloned().collect();
+    let last: Vec<Second> = secs
+        .iter()
+        .skip(2 * phase_secs)
+        .take(phase_secs)
+        .cloned()
+        .collect();
     let mut recovered_at = None;
     for (i, _) in last.iter().enumerate() {
         let ok = last[i..].iter().all(|s| {
@@ -1351,7 +1364,9 @@ async fn overload_report(args: &Args, open: &Arc<Open>, phases: &[Phase]) -> Res
         Some(s) => println!(
             "   recovery: per-second p99 back under {bound:.1} ms (2 × normal p99 + 5 ms) {s} s after the overload ended"
         ),
-        None => println!("   recovery: per-second p99 not back under {bound:.1} ms within the last phase"),
+        None => println!(
+            "   recovery: per-second p99 not back under {bound:.1} ms within the last phase"
+        ),
     }
     let verified = verify_shed(args, open).await?;
     let recovered = recovered_at.is_some_and(|s| (s as u64) <= args.recovery_within.as_secs());
@@ -1390,9 +1405,15 @@ async fn verify_shed(args: &Args, open: &Arc<Open>) -> Result<bool, String> {
     let mut queried = 0u64;
     let mut stored = 0u64;
     for (n, (_, user, _)) in installs.iter().step_by(step).enumerate() {
-        let order = query_user(&format!("{}-q{n}", open.plan.prefix), user, &open.user, &open.password);
-        let body = im_soap::client::encode_request(&order.to_form(), open.plan.encoding, &open.plan.label)
-            .map_err(|e| e.to_string())?;
+        let order = query_user(
+            &format!("{}-q{n}", open.plan.prefix),
+            user,
+            &open.user,
+            &open.password,
+        );
+        let body =
+            im_soap::client::encode_request(&order.to_form(), open.plan.encoding, &open.plan.label)
+                .map_err(|e| e.to_string())?;
         match tokio::time::timeout(args.call_timeout, open.send(Bytes::from(body))).await {
             Ok((CallEnd::Code(0), Some(o))) => {
                 queried += 1;
@@ -1436,4 +1457,67 @@ async fn verify_shed(args: &Args, open: &Arc<Open>) -> Result<bool, String> {
         ok &= found == 0;
     }
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn installs_then_delete_install_pairs() {
+        let kinds: Vec<(bool, u64)> = (0..8).map(|k| call_kind(k, 3)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (true, 0),
+                (true, 1),
+                (true, 2),
+                (false, 0),
+                (true, 3),
+                (false, 1),
+                (true, 4),
+                (false, 2)
+            ]
+        );
+        // Every user is installed before it is deleted, each exactly once.
+        let mut installed = std::collections::HashSet::new();
+        let mut deleted = std::collections::HashSet::new();
+        for k in 0..10_000 {
+            let (install, u) = call_kind(k, 40);
+            if install {
+                assert!(installed.insert(u));
+            } else {
+                assert!(installed.contains(&u) && deleted.insert(u));
+            }
+        }
+    }
+
+    #[test]
+    fn least_squares_slope() {
+        let line: Vec<(f64, f64)> = (0..10)
+            .map(|x| (f64::from(x), 3.0 * f64::from(x) + 1.0))
+            .collect();
+        let s = slope(&line).unwrap_or(f64::NAN);
+        assert!((s - 3.0).abs() < 1e-9, "{s}");
+        assert_eq!(slope(&[(1.0, 1.0)]), None);
+        assert_eq!(slope(&[(1.0, 1.0), (1.0, 2.0)]), None);
+        let flat: Vec<(f64, f64)> = (0..10).map(|x| (f64::from(x), 5.0)).collect();
+        assert_eq!(slope(&flat), Some(0.0));
+    }
+
+    #[test]
+    fn quantiles() {
+        let mut v = vec![5000, 1000, 3000, 2000, 4000];
+        assert!((quantile_ms(&mut v, 0.5) - 3.0).abs() < 1e-9);
+        assert!((quantile_ms(&mut v, 1.0) - 5.0).abs() < 1e-9);
+        assert!((quantile_ms(&mut [], 0.99)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("20"), Ok(Duration::from_secs(20)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("ten").is_err());
+    }
 }

@@ -1514,8 +1514,16 @@ mod tests {
         );
         let page = parse_page(row.as_bytes(), &ParseLimits::default()).unwrap();
         assert_eq!(page.rejects.len(), 1);
-        let ok = format!("{head}<!-- <port a='<'> --><![CDATA[<x>]]><port dslam='D>' frame='0' slot='0' port='1' state='AVAILABLE'/></nbi>");
-        assert_eq!(parse_page(ok.as_bytes(), &ParseLimits::default()).unwrap().rows.len(), 1);
+        let ok = format!(
+            "{head}<!-- <port a='<'> --><![CDATA[<x>]]><port dslam='D>' frame='0' slot='0' port='1' state='AVAILABLE'/></nbi>"
+        );
+        assert_eq!(
+            parse_page(ok.as_bytes(), &ParseLimits::default())
+                .unwrap()
+                .rows
+                .len(),
+            1
+        );
     }
 
     #[test]
