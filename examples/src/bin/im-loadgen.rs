@@ -640,6 +640,9 @@ struct Second {
     not_sent: u64,
     health_us: Vec<u32>,
     health_failed: u64,
+    /// `/health` over a connection opened for the probe.
+    fresh_us: Vec<u32>,
+    fresh_failed: u64,
 }
 
 impl Second {
@@ -656,6 +659,8 @@ impl Second {
         self.not_sent += o.not_sent;
         self.health_us.extend_from_slice(&o.health_us);
         self.health_failed += o.health_failed;
+        self.fresh_us.extend_from_slice(&o.fresh_us);
+        self.fresh_failed += o.fresh_failed;
     }
 
     fn answered(&self) -> u64 {
@@ -972,9 +977,10 @@ fn slope(points: &[(f64, f64)]) -> Option<f64> {
     (sxx > 0.0).then(|| sxy / sxx)
 }
 
-/// Probes `GET /health` every 250 ms over its own keep-alive connection
-/// (reopened when it breaks) until `stop`.
-async fn probe_health(open: Arc<Open>, stop: Arc<AtomicBool>) {
+/// Probes `GET /health` every 250 ms until `stop`: over its own keep-alive
+/// connection (reopened when it breaks), or with `fresh` over a new
+/// connection each time (as a liveness probe does).
+async fn probe_health(open: Arc<Open>, stop: Arc<AtomicBool>, fresh: bool) {
     let uri: Uri =
         match format!("http://{}/health", open.target.host.to_str().unwrap_or("")).parse() {
             Ok(u) => u,
@@ -985,7 +991,7 @@ async fn probe_health(open: Arc<Open>, stop: Arc<AtomicBool>) {
         let t0 = Instant::now();
         let second = open.second_of(t0);
         let attempt = async {
-            if sender.as_ref().is_none_or(http1::SendRequest::is_closed) {
+            if fresh || sender.as_ref().is_none_or(http1::SendRequest::is_closed) {
                 sender = open.connect().await;
             }
             let s = sender.as_mut()?;
@@ -1003,15 +1009,14 @@ async fn probe_health(open: Arc<Open>, stop: Arc<AtomicBool>) {
             Ok(Some(true))
         );
         let us = u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX);
-        if !ok {
+        if !ok || fresh {
             sender = None;
         }
-        open.record(second, |s| {
-            if ok {
-                s.health_us.push(us);
-            } else {
-                s.health_failed += 1;
-            }
+        open.record(second, |s| match (fresh, ok) {
+            (false, true) => s.health_us.push(us),
+            (false, false) => s.health_failed += 1,
+            (true, true) => s.fresh_us.push(us),
+            (true, false) => s.fresh_failed += 1,
         });
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -1078,7 +1083,8 @@ async fn open_loop(args: &Args, target: Target, plan: OpenPlan) -> Result<(), St
         shed: std::sync::Mutex::new(Vec::new()),
     });
     let stop = Arc::new(AtomicBool::new(false));
-    let health = tokio::spawn(probe_health(open.clone(), stop.clone()));
+    let health = tokio::spawn(probe_health(open.clone(), stop.clone(), false));
+    let fresh_health = tokio::spawn(probe_health(open.clone(), stop.clone(), true));
     let samples = Arc::new(std::sync::Mutex::new(Vec::<(f64, u64, u64)>::new()));
     let sampler = args.server_pid.map(|pid| {
         let samples = samples.clone();
@@ -1135,6 +1141,7 @@ async fn open_loop(args: &Args, target: Target, plan: OpenPlan) -> Result<(), St
     }
     stop.store(true, Ordering::Relaxed);
     let _ = health.await;
+    let _ = fresh_health.await;
     if let Some(s) = sampler {
         let _ = s.await;
     }
@@ -1284,7 +1291,7 @@ async fn overload_report(args: &Args, open: &Arc<Open>, phases: &[Phase]) -> Res
         args.duration.as_secs()
     );
     println!(
-        "   phase      offered/s  answered/s  accepted/s  -9999  other codes  faults  conn errors  time-outs  not sent  p50 ms  p99 ms  max ms  /health p50 / p99 / max ms (failed)"
+        "   phase      offered/s  answered/s  accepted/s  -9999  other codes  faults  conn errors  time-outs  not sent  p50 ms  p99 ms  max ms  /health p50 / p99 / max ms (failed)  new connection: p50 / p99 / max ms (failed)"
     );
     let mut phase_stats = Vec::new();
     for (i, p) in phases.iter().enumerate() {
@@ -1296,6 +1303,7 @@ async fn overload_report(args: &Args, open: &Arc<Open>, phases: &[Phase]) -> Res
         let per_s = |n: u64| n as f64 / args.duration.as_secs_f64();
         let mut lat = s.latencies_us.clone();
         let mut health = s.health_us.clone();
+        let mut fresh = s.fresh_us.clone();
         let shed = s.code(ErrorCode::Internal.code());
         let other: u64 = s
             .codes
@@ -1304,7 +1312,7 @@ async fn overload_report(args: &Args, open: &Arc<Open>, phases: &[Phase]) -> Res
             .map(|(_, n)| n)
             .sum();
         println!(
-            "   {:<9}  {:>9.0}  {:>10.0}  {:>10.0}  {:>5}  {:>11}  {:>6}  {:>11}  {:>9}  {:>8}  {:>6.1}  {:>6.1}  {:>6.0}  {:.1} / {:.1} / {:.1} ({})",
+            "   {:<9}  {:>9.0}  {:>10.0}  {:>10.0}  {:>5}  {:>11}  {:>6}  {:>11}  {:>9}  {:>8}  {:>6.1}  {:>6.1}  {:>6.0}  {:.1} / {:.1} / {:.1} ({})  {:.1} / {:.1} / {:.1} ({})",
             p.name,
             p.rate,
             per_s(s.answered()),
@@ -1321,7 +1329,11 @@ async fn overload_report(args: &Args, open: &Arc<Open>, phases: &[Phase]) -> Res
             quantile_ms(&mut health, 0.5),
             quantile_ms(&mut health, 0.99),
             quantile_ms(&mut health, 1.0),
-            s.health_failed
+            s.health_failed,
+            quantile_ms(&mut fresh, 0.5),
+            quantile_ms(&mut fresh, 0.99),
+            quantile_ms(&mut fresh, 1.0),
+            s.fresh_failed
         );
         let codes: Vec<String> = s.codes.iter().map(|(c, n)| format!("{c}: {n}")).collect();
         println!("   {:<9}  errorCodes {{{}}}", "", codes.join(", "));
@@ -1370,13 +1382,21 @@ async fn overload_report(args: &Args, open: &Arc<Open>, phases: &[Phase]) -> Res
     }
     let verified = verify_shed(args, open).await?;
     let recovered = recovered_at.is_some_and(|s| (s as u64) <= args.recovery_within.as_secs());
+    let fresh_failed: u64 = phase_stats.iter().map(|s| s.fresh_failed).sum();
+    let mut overload_fresh = phase_stats
+        .get(1)
+        .map(|s| s.fresh_us.clone())
+        .unwrap_or_default();
+    let fresh_p99 = quantile_ms(&mut overload_fresh, 0.99);
     let responsive = health_failed == 0 && health_p99 < 1000.0;
-    let verdict = recovered && responsive && verified;
+    let fresh_ok = fresh_failed == 0 && fresh_p99 < 1000.0;
+    let verdict = recovered && responsive && fresh_ok && verified;
     println!(
-        "== overload verdict: {} (recovered {}, /health responsive {} (p99 {health_p99:.1} ms during overload, {health_failed} failed probes), -9999 answers with nothing stored {})",
+        "== overload verdict: {} (recovered {}, /health responsive {} (p99 {health_p99:.1} ms during overload, {health_failed} failed probes), over new connections {} (p99 {fresh_p99:.1} ms, {fresh_failed} failed), -9999 answers with nothing stored {})",
         if verdict { "PASS" } else { "FAIL" },
         if recovered { "yes" } else { "no" },
         if responsive { "yes" } else { "no" },
+        if fresh_ok { "yes" } else { "no" },
         if verified { "yes" } else { "no" }
     );
     if verdict {
