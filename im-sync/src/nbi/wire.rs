@@ -553,6 +553,7 @@ pub fn parse_page(bytes: &[u8], limits: &ParseLimits) -> Result<Page, PageError>
 
 /// Reads a page that is already text (the declaration's charset is ignored).
 pub fn parse_page_str(text: &str, limits: &ParseLimits) -> Result<Page, PageError> {
+    prescan(text, limits)?;
     let opts = roxmltree::ParsingOptions {
         allow_dtd: false,
         nodes_limit: limits.max_nodes,
@@ -643,6 +644,120 @@ pub fn parse_page_str(text: &str, limits: &ParseLimits) -> Result<Page, PageErro
         }
     }
     Ok(page)
+}
+
+/// One linear pass over the markup before roxmltree sees it: element
+/// depth (as [`check_depth`]), at most `8 × max_attributes` attributes on
+/// any element (a row with more than `max_attributes` is still read and
+/// rejected on its own), and at most `max_attributes` namespace
+/// declarations in the page (the format uses none). roxmltree's time grows
+/// with the square of one element's attributes and the cube of nested
+/// namespace declarations: without this, a page of a few hundred KiB could
+/// hold the sync for minutes. At anything it does not understand (a DTD, a
+/// broken tag) the scan stops and leaves the verdict to the parser.
+fn prescan(text: &str, limits: &ParseLimits) -> Result<(), PageError> {
+    let b = text.as_bytes();
+    let ws = |c: u8| matches!(c, b' ' | b'\t' | b'\r' | b'\n');
+    let find = |from: usize, pat: &[u8]| -> Option<usize> {
+        b.get(from..)?
+            .windows(pat.len())
+            .position(|w| w == pat)
+            .map(|p| from + p + pat.len())
+    };
+    let max_attrs = limits.max_attributes.saturating_mul(8);
+    let max_depth = limits.max_depth as usize;
+    let (mut depth, mut namespaces, mut i) = (0usize, 0usize, 0usize);
+    while let Some(lt) = b.get(i..).and_then(|r| r.iter().position(|&c| c == b'<')) {
+        i += lt;
+        let rest = &b[i..];
+        let next = if rest.starts_with(b"<!--") {
+            find(i, b"-->")
+        } else if rest.starts_with(b"<![CDATA[") {
+            find(i, b"]]>")
+        } else if rest.starts_with(b"<?") {
+            find(i, b"?>")
+        } else if rest.starts_with(b"<!") {
+            None
+        } else if rest.starts_with(b"</") {
+            depth = depth.saturating_sub(1);
+            find(i, b">")
+        } else {
+            let mut j = i + 1;
+            while j < b.len() && !ws(b[j]) && !matches!(b[j], b'/' | b'>') {
+                j += 1;
+            }
+            let (mut attrs, mut end) = (0usize, None);
+            loop {
+                while j < b.len() && ws(b[j]) {
+                    j += 1;
+                }
+                match b.get(j) {
+                    Some(b'>') => {
+                        depth += 1;
+                        end = Some((j + 1, depth));
+                        break;
+                    }
+                    Some(b'/') => {
+                        end = Some((j + 1, depth + 1));
+                        break;
+                    }
+                    None => break,
+                    Some(_) => {}
+                }
+                let name_start = j;
+                while j < b.len() && !ws(b[j]) && !matches!(b[j], b'=' | b'/' | b'>') {
+                    j += 1;
+                }
+                let name = &b[name_start..j];
+                while j < b.len() && ws(b[j]) {
+                    j += 1;
+                }
+                if b.get(j) != Some(&b'=') {
+                    break;
+                }
+                j += 1;
+                while j < b.len() && ws(b[j]) {
+                    j += 1;
+                }
+                let Some(&quote) = b.get(j).filter(|q| matches!(q, b'"' | b'\'')) else {
+                    break;
+                };
+                let Some(close) = b[j + 1..].iter().position(|&c| c == quote) else {
+                    break;
+                };
+                j += close + 2;
+                attrs += 1;
+                if attrs > max_attrs {
+                    return Err(PageError::Limit(format!(
+                        "an element with more than {max_attrs} attributes"
+                    )));
+                }
+                if name == b"xmlns" || name.starts_with(b"xmlns:") {
+                    namespaces += 1;
+                    if namespaces > limits.max_attributes {
+                        return Err(PageError::Limit(format!(
+                            "more than {} namespace declarations",
+                            limits.max_attributes
+                        )));
+                    }
+                }
+            }
+            match end {
+                Some((_, d)) if d > max_depth => {
+                    return Err(PageError::Limit(format!(
+                        "elements nested deeper than {max_depth}"
+                    )));
+                }
+                Some((n, _)) => Some(n),
+                None => None,
+            }
+        };
+        match next {
+            Some(n) => i = n,
+            None => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// Fails when elements nest deeper than `max` (each element's ancestor
@@ -1357,6 +1472,58 @@ mod tests {
             parse_page(&bytes, &tight),
             Err(PageError::Limit(_))
         ));
+    }
+
+    /// Regression: nested namespace declarations (cubic in roxmltree) and
+    /// elements with very many attributes (quadratic) are refused by a
+    /// linear scan before the parse; a row over `max_attributes` but under
+    /// the scan's bound is still a reject of its own.
+    #[test]
+    fn hostile_markup_is_refused_quickly() {
+        let head = "<nbi system='matrix' entity='ports' snapshot='S' offset='0' limit='1' total='1' watermark='W'>";
+        let nested = format!(
+            "{head}{}{}</nbi>",
+            (0..20_000)
+                .map(|i| format!("<p xmlns:n{i}='u'>"))
+                .collect::<String>(),
+            "</p>".repeat(20_000)
+        );
+        let wide = format!(
+            "{head}<port{}/></nbi>",
+            (0..100_000)
+                .map(|i| format!(" a{i}='1'"))
+                .collect::<String>()
+        );
+        let siblings = format!(
+            "{head}{}</nbi>",
+            (0..20_000)
+                .map(|i| format!("<port xmlns:n{i}='u'/>"))
+                .collect::<String>()
+        );
+        for page in [nested, wide, siblings] {
+            let t0 = std::time::Instant::now();
+            assert!(matches!(
+                parse_page(page.as_bytes(), &ParseLimits::default()),
+                Err(PageError::Limit(_))
+            ));
+            assert!(t0.elapsed() < std::time::Duration::from_secs(2));
+        }
+        let row = format!(
+            "{head}<port dslam='D' frame='0' slot='0' port='1' state='AVAILABLE'{}/></nbi>",
+            (0..40).map(|i| format!(" x{i}='1'")).collect::<String>()
+        );
+        let page = parse_page(row.as_bytes(), &ParseLimits::default()).unwrap();
+        assert_eq!(page.rejects.len(), 1);
+        let ok = format!(
+            "{head}<!-- <port a='<'> --><![CDATA[<x>]]><port dslam='D>' frame='0' slot='0' port='1' state='AVAILABLE'/></nbi>"
+        );
+        assert_eq!(
+            parse_page(ok.as_bytes(), &ParseLimits::default())
+                .unwrap()
+                .rows
+                .len(),
+            1
+        );
     }
 
     #[test]
