@@ -81,8 +81,14 @@ struct Entry {
 /// What the cache knows of a pair of credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Cached {
-    /// Verified recently: accept without hashing.
-    Verified,
+    /// Verified recently: accept without hashing. `refresh`: the entry is
+    /// in the last quarter of its life, so one caller checks the password
+    /// again and renews it before it expires (callers never all miss at
+    /// once).
+    Verified {
+        /// Whether to renew the entry.
+        refresh: bool,
+    },
     /// Refused recently: refuse without hashing.
     Denied,
     /// Not known: verify.
@@ -105,10 +111,43 @@ pub(crate) struct CredentialCache {
     map: RwLock<HashMap<String, Entry>>,
     denied: RwLock<HashMap<[u8; 32], (Instant, u64)>>,
     verifying: Arc<AtomicUsize>,
+    flights: Flights,
 }
 
 /// A place among the password checks in progress; freed when dropped.
 pub(crate) struct VerificationSlot(Arc<AtomicUsize>);
+
+/// Checks in flight, by credential tag: the sender is dropped when the
+/// leader is done.
+type Flights = Arc<std::sync::Mutex<HashMap<[u8; 32], tokio::sync::watch::Sender<()>>>>;
+
+/// Most distinct credentials checked at once (beyond: each caller alone).
+const MAX_FLIGHTS: usize = 1024;
+
+/// A caller's place in the check of one pair of credentials.
+pub(crate) enum Flight {
+    /// This caller checks; the others wait for it.
+    Leader(FlightGuard),
+    /// Another caller checks: wait until `changed()` returns (an error,
+    /// when the leader is done), then look the cache up again.
+    Follower(tokio::sync::watch::Receiver<()>),
+    /// No single flight (too many distinct checks at once): check alone.
+    Alone,
+}
+
+/// Ends a flight when dropped (after the verdict is in the cache).
+pub(crate) struct FlightGuard {
+    flights: Flights,
+    tag: [u8; 32],
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        if let Ok(mut f) = self.flights.lock() {
+            f.remove(&self.tag);
+        }
+    }
+}
 
 impl Drop for VerificationSlot {
     fn drop(&mut self) {
@@ -124,6 +163,7 @@ impl CredentialCache {
             map: RwLock::new(HashMap::new()),
             denied: RwLock::new(HashMap::new()),
             verifying: Arc::new(AtomicUsize::new(0)),
+            flights: Arc::default(),
         }
     }
 
@@ -141,11 +181,13 @@ impl CredentialCache {
         let now = Instant::now();
         if !self.ttl.is_zero()
             && let Ok(map) = self.map.read()
-            && map
+            && let Some(e) = map
                 .get(&key)
-                .is_some_and(|e| e.epoch == epoch && e.expires > now && tags_equal(&e.tag, &tag))
+                .filter(|e| e.epoch == epoch && e.expires > now && tags_equal(&e.tag, &tag))
         {
-            return Cached::Verified;
+            return Cached::Verified {
+                refresh: e.expires.duration_since(now) < self.ttl / 4,
+            };
         }
         if let Ok(denied) = self.denied.read()
             && denied
@@ -196,6 +238,28 @@ impl CredentialCache {
             }
             denied.insert(tag, (Instant::now() + DENY_TTL, epoch));
         }
+    }
+
+    /// Joins the check of these credentials: the first caller leads (and
+    /// checks); the others follow and wait until the leader's verdict is in
+    /// the cache (its [`FlightGuard`] dropped).
+    pub(crate) fn join_flight(&self, secrets: &Secrets, login: &str, password: &str) -> Flight {
+        let tag = secrets.credential_tag(&login.to_lowercase(), password);
+        let Ok(mut flights) = self.flights.lock() else {
+            return Flight::Alone;
+        };
+        if let Some(tx) = flights.get(&tag) {
+            return Flight::Follower(tx.subscribe());
+        }
+        if flights.len() >= MAX_FLIGHTS {
+            return Flight::Alone;
+        }
+        let (tx, _) = tokio::sync::watch::channel(());
+        flights.insert(tag, tx);
+        Flight::Leader(FlightGuard {
+            flights: Arc::clone(&self.flights),
+            tag,
+        })
     }
 
     /// A place for one full password check, or `None` when too many run.

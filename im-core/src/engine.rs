@@ -281,21 +281,52 @@ impl Im {
 
     async fn authenticate(&self, login: &str, password: &str) -> Result<(), Outcome> {
         let inner = &self.inner;
-        match inner.cache.lookup(&inner.secrets, login, password) {
-            auth::Cached::Verified => return Ok(()),
-            auth::Cached::Denied => {
-                tracing::warn!(account = %login, "OM authentication failed (repeated credentials)");
-                return Err(Outcome::refused(
-                    ErrorCode::AuthFailed,
-                    "authentication failed",
-                    "",
-                ));
+        let refused = || Outcome::refused(ErrorCode::AuthFailed, "authentication failed", "");
+        // One check per pair of credentials at a time: the other callers
+        // wait for its verdict instead of each hashing (and a cached entry
+        // is renewed by one caller before it expires, so its expiry never
+        // sends every caller to Argon2 at once).
+        let mut flight = None;
+        let mut refreshing = false;
+        for attempt in 0..2 {
+            match inner.cache.lookup(&inner.secrets, login, password) {
+                auth::Cached::Verified { refresh: false } => return Ok(()),
+                auth::Cached::Verified { refresh: true } => {
+                    match inner.cache.join_flight(&inner.secrets, login, password) {
+                        auth::Flight::Leader(g) => {
+                            flight = Some(g);
+                            refreshing = true;
+                        }
+                        _ => return Ok(()),
+                    }
+                }
+                auth::Cached::Denied => {
+                    tracing::warn!(account = %login, "OM authentication failed (repeated credentials)");
+                    return Err(refused());
+                }
+                auth::Cached::Unknown if attempt == 0 => {
+                    match inner.cache.join_flight(&inner.secrets, login, password) {
+                        auth::Flight::Leader(g) => flight = Some(g),
+                        auth::Flight::Follower(mut rx) => {
+                            // Returns once the leader is done (its sender
+                            // dropped); then the cache has its verdict.
+                            let _ = rx.changed().await;
+                            continue;
+                        }
+                        auth::Flight::Alone => {}
+                    }
+                }
+                auth::Cached::Unknown => {}
             }
-            auth::Cached::Unknown => {}
+            break;
         }
         // Each check costs a full Argon2 hash: bound how many may wait, so
         // that a flood of wrong passwords cannot exhaust the server.
         let Some(_slot) = inner.cache.verification_slot() else {
+            if refreshing {
+                // Still verified: renew it another time.
+                return Ok(());
+            }
             tracing::warn!(account = %login, "too many password checks in progress: answering -9999");
             return Err(Outcome::internal(""));
         };
@@ -304,25 +335,31 @@ impl Im {
         let verdict = self
             .read(move |r| Ok(auth::check_om_account(r.account(&l)?.as_ref(), &p)))
             .await;
-        match verdict {
+        let r = match verdict {
             Ok(Ok(())) => {
                 inner.cache.insert(&inner.secrets, login, password, epoch);
                 Ok(())
             }
             Ok(Err(denial)) => {
+                if refreshing {
+                    // Changed by another process since it was cached.
+                    inner.cache.clear();
+                }
                 inner.cache.deny(&inner.secrets, login, password, epoch);
                 tracing::warn!(account = %login, reason = denial.as_str(), "OM authentication failed");
-                Err(Outcome::refused(
-                    ErrorCode::AuthFailed,
-                    "authentication failed",
-                    "",
-                ))
+                Err(refused())
+            }
+            Err(e) if refreshing => {
+                tracing::warn!(error = %e, "account lookup failed while renewing a cached credential");
+                Ok(())
             }
             Err(e) => {
                 tracing::error!(error = %e, "account lookup failed");
                 Err(Outcome::internal(""))
             }
-        }
+        };
+        drop(flight);
+        r
     }
 
     async fn write(&self, call: PreparedCall) -> Outcome {

@@ -93,3 +93,47 @@ fn repeated_wrong_credentials_do_not_cost_a_hash_each() {
         one_hash
     );
 }
+
+/// Many callers with the same credentials on a cold (or expiring) cache
+/// share one password check: none is turned away with -9999 because the
+/// bounded number of concurrent checks ran out.
+#[test]
+fn a_crowd_on_a_cold_or_expiring_cache_shares_one_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = im_core::CoreConfig::new(dir.path().join("im.db"));
+    cfg.credential_cache_ttl = std::time::Duration::from_millis(400);
+    let im = im_core::Im::open(cfg).unwrap();
+    assert!(im_core::demo::install_if_empty(&im).unwrap());
+    let end = Instant::now() + std::time::Duration::from_millis(1500);
+    let threads: Vec<_> = (0..64)
+        .map(|t| {
+            let im = im.clone();
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                let mut i = 0;
+                while Instant::now() < end {
+                    let o = im.submit_blocking(query(
+                        &format!("CROWD-{t}-{i}"),
+                        "OM_webservice",
+                        "om-demo-secret",
+                    ));
+                    answers.push(o.error_code);
+                    i += 1;
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in threads {
+        let answers = t.join().unwrap();
+        total += answers.len();
+        assert!(
+            answers.iter().all(|c| *c == ErrorCode::Success),
+            "a call was not accepted: {:?}",
+            answers.iter().find(|c| **c != ErrorCode::Success)
+        );
+    }
+    // The cache expired several times over while the crowd called.
+    assert!(total > 64 * 3, "{total} calls");
+}
