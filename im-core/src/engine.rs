@@ -65,6 +65,11 @@ pub struct WriterStats {
     pub batch_size_buckets: [u64; 12],
     /// Time the writer spent running batches (judging, writing, committing).
     pub busy: std::time::Duration,
+    /// Batches that failed in storage as a whole (every call answered -9999).
+    pub failed_batches: u64,
+    /// Whether the last batch failed in storage (the store refuses writes:
+    /// disk full, I/O errors); cleared by the next batch that commits.
+    pub failing: bool,
 }
 
 impl WriterStats {
@@ -86,6 +91,8 @@ struct Stats {
     expired: AtomicU64,
     busy_ns: AtomicU64,
     buckets: [AtomicU64; 12],
+    failed_batches: AtomicU64,
+    failing: std::sync::atomic::AtomicBool,
 }
 
 struct WriteJob {
@@ -671,14 +678,27 @@ impl Im {
         block_on(self.task(task_no))
     }
 
-    /// Checks that the store answers.
+    /// Checks that the store answers reads and that the last batch of work
+    /// orders did not fail in storage (a store that refuses writes — disk
+    /// full, I/O errors — is not healthy even though it reads).
     pub fn health(&self) -> Result<(), CoreError> {
+        self.writes_ok()?;
         Ok(block_on(self.read(|r| r.ping()))?)
     }
 
-    /// Checks that the store answers, from async code.
+    /// [`Im::health`], from async code.
     pub async fn health_async(&self) -> Result<(), CoreError> {
+        self.writes_ok()?;
         Ok(self.read(|r| r.ping()).await?)
+    }
+
+    fn writes_ok(&self) -> Result<(), CoreError> {
+        if self.inner.stats.failing.load(Ordering::Relaxed) {
+            return Err(CoreError::Storage(StoreError::Backend(
+                "the last batch of work orders failed in storage: the store refuses writes".into(),
+            )));
+        }
+        Ok(())
     }
 
     /// Writer counters.
@@ -695,6 +715,8 @@ impl Im {
             expired: s.expired.load(Ordering::Relaxed),
             batch_size_buckets: buckets,
             busy: std::time::Duration::from_nanos(s.busy_ns.load(Ordering::Relaxed)),
+            failed_batches: s.failed_batches.load(Ordering::Relaxed),
+            failing: s.failing.load(Ordering::Relaxed),
         }
     }
 
@@ -941,6 +963,15 @@ fn run_batch<W: WriteConn>(
         Err(BatchError::Redo) => try_batch(conn, batch, &expired, seq, &day, &at, Isolation::Every),
         Err(e) => Err(e),
     };
+    if outcomes.is_ok() {
+        if stats.failing.load(Ordering::Relaxed) {
+            stats.failing.store(false, Ordering::Relaxed);
+            tracing::info!("the store accepts writes again");
+        }
+    } else {
+        stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+        stats.failing.store(true, Ordering::Relaxed);
+    }
     if let Err(e) = &outcomes {
         tracing::error!(error = %e, jobs = n, "batch failed: nothing of it was stored");
         conn.rollback();

@@ -170,6 +170,22 @@ impl Collector for WriterCollector {
             expired.metric_type(),
         )?;
         expired.encode(e)?;
+        let failed = ConstCounter::new(stats.failed_batches);
+        let e = encoder.encode_descriptor(
+            "im_writer_failed_batches",
+            "Group-commit transactions that failed in storage (their calls answered -9999)",
+            None,
+            failed.metric_type(),
+        )?;
+        failed.encode(e)?;
+        let failing = ConstGauge::new(i64::from(stats.failing));
+        let e = encoder.encode_descriptor(
+            "im_store_refusing_writes",
+            "1 while the last group-commit transaction failed in storage",
+            None,
+            failing.metric_type(),
+        )?;
+        failing.encode(e)?;
         let buckets: Vec<(f64, u64)> = WriterStats::bucket_bounds()
             .iter()
             .zip(stats.batch_size_buckets.iter())

@@ -352,10 +352,15 @@ async fn health(state: &State) -> Response<Body> {
         Ok(Ok(())) => plain(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
         Ok(Err(e)) => {
             warn!(error = %e, "health check failed");
+            let text = if state.im.writer_stats().failing {
+                "store refuses writes\n"
+            } else {
+                "store unavailable\n"
+            };
             plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain; charset=utf-8",
-                "store unavailable\n",
+                text,
             )
         }
         Err(_) => plain(

@@ -691,3 +691,33 @@ fn failed_om_authentications_are_logged_and_limited_per_address_but_never_lock()
         .expect("account");
     assert_eq!(failed, 0, "OM failures never count toward a lockout");
 }
+
+#[test]
+fn health_says_so_when_the_store_refuses_writes() {
+    let server = TestServer::start(|_| {});
+    let o = call(server.addr, &form("HEALTH-1", &adsl_item("health1@x")));
+    assert!(o.is_success(), "{o:?}");
+    assert_eq!(get(server.addr, "/health", "x").status, 200);
+    // Storage refuses every batch's bookkeeping write (as a full disk
+    // would refuse the commit): the calls get -9999, nothing is stored, and
+    // /health turns 503 although reads still work.
+    let db = rusqlite::Connection::open(&server.db).expect("db");
+    db.execute_batch(
+        "CREATE TRIGGER refuse_writes BEFORE UPDATE ON meta \
+         BEGIN SELECT RAISE(ABORT, 'injected storage failure'); END",
+    )
+    .expect("trigger");
+    let o = call(server.addr, &form("HEALTH-2", &adsl_item("health2@x")));
+    assert_eq!(o.error_code, ErrorCode::Internal, "{o:?}");
+    let r = get(server.addr, "/health", "x");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("refuses writes"), "{}", r.text());
+    let m = get(server.addr, "/metrics", "x").text();
+    assert!(m.contains("im_store_refusing_writes 1"), "{m}");
+    // Storage recovers: the next batch commits and /health is 200 again.
+    db.execute_batch("DROP TRIGGER refuse_writes")
+        .expect("drop");
+    let o = call(server.addr, &form("HEALTH-2", &adsl_item("health2@x")));
+    assert!(o.is_success(), "the same flowId goes through: {o:?}");
+    assert_eq!(get(server.addr, "/health", "x").status, 200);
+}
