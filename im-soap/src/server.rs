@@ -11,7 +11,7 @@ use crate::metrics::{FaultLabels, Metrics, StatusLabels, opertype_label};
 use crate::result_xml::write_response;
 use crate::wsdl::{SERVICE_PATH, service_address, wsdl};
 use bytes::Bytes;
-use http::header::{ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::header::{ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -140,15 +140,26 @@ impl Server {
             .keep_alive(true)
             .max_header_size(cfg.limits.header_bytes)
             .max_buf_size(cfg.limits.header_bytes.max(64 * 1024));
+        // Connections past the cap: one request each, and only /health and
+        // /metrics are served on them (anything else gets 503 at once), so
+        // that a liveness probe on a new connection is answered when IM is
+        // busiest and a client learns at once that it is at its limit.
+        let mut spare_http = http.clone();
+        spare_http.keep_alive(false);
         let connections = Arc::new(Semaphore::new(cfg.max_connections));
+        let spare = Arc::new(Semaphore::new(SPARE_CONNECTIONS));
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
-            let permit = tokio::select! {
+            let (permit, over_cap) = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
                 p = connections.clone().acquire_owned() => match p {
-                    Ok(p) => p,
+                    Ok(p) => (p, false),
+                    Err(_) => break,
+                },
+                p = spare.clone().acquire_owned() => match p {
+                    Ok(p) => (p, true),
                     Err(_) => break,
                 },
             };
@@ -172,9 +183,16 @@ impl Server {
             let conn_state = state.clone();
             let svc = service_fn(move |req| {
                 let state = conn_state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
+                async move {
+                    Ok::<_, Infallible>(if over_cap {
+                        handle_over_cap(&state, req).await
+                    } else {
+                        handle(&state, req, peer).await
+                    })
+                }
             });
-            let conn = http.serve_connection(TokioIo::new(tcp), svc);
+            let builder = if over_cap { &spare_http } else { &http };
+            let conn = builder.serve_connection(TokioIo::new(tcp), svc);
             let fut = graceful.watch(conn);
             tokio::spawn(async move {
                 if let Err(e) = fut.await {
@@ -225,6 +243,35 @@ pub async fn shutdown_signal() {
         () = ctrl_c => info!("Ctrl-C received"),
         () = term => info!("SIGTERM received"),
     }
+}
+
+/// Connections served past the connection cap, at most (see
+/// [`handle_over_cap`]).
+const SPARE_CONNECTIONS: usize = 16;
+
+/// A request on a connection past the cap: `/health` and `/metrics` as
+/// usual, anything else 503 with `Retry-After` (the connection closes).
+async fn handle_over_cap(state: &State, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path();
+    if req.method() == Method::GET && path == "/health" {
+        return health(state).await;
+    }
+    if req.method() == Method::GET && path == "/metrics" {
+        return plain(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            state.metrics.render(),
+        );
+    }
+    debug!(path = %clip(path, 100), "request refused: at the connection limit");
+    let mut resp = refused_closing(
+        state,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the server is at its connection limit: retry\n".into(),
+    );
+    resp.headers_mut()
+        .insert(RETRY_AFTER, http::HeaderValue::from_static("1"));
+    resp
 }
 
 async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {

@@ -561,29 +561,57 @@ fn slow_clients_are_cut_off() {
 }
 
 #[test]
-fn connection_cap_makes_extra_clients_wait() {
+fn past_the_connection_cap_health_is_answered_and_calls_get_503_then_clients_wait() {
     let server = TestServer::start(|c| {
         c.max_connections = 2;
         c.header_read_timeout = im_soap::config::HumanDuration(Duration::from_millis(800));
     });
-    let idle: Vec<TcpStream> = (0..2)
-        .map(|_| {
-            let mut c = TcpStream::connect(server.addr).expect("connect");
-            c.write_all(b"GET /health HTTP/1.1\r\n").expect("write");
-            c
-        })
-        .collect();
+    let hold = |n: usize| -> Vec<TcpStream> {
+        (0..n)
+            .map(|_| {
+                let mut c = TcpStream::connect(server.addr).expect("connect");
+                c.write_all(b"GET /health HTTP/1.1\r\n").expect("write");
+                c
+            })
+            .collect()
+    };
+    let idle = hold(2);
     std::thread::sleep(Duration::from_millis(100));
+    // The cap is reached: a liveness probe on a new connection is still
+    // answered at once, and a work order is told to come back (503, which
+    // an OM client retries) instead of waiting in the listen backlog.
     let start = Instant::now();
     let r = get(server.addr, "/health", "x");
     assert_eq!(r.status, 200);
-    // Served only once the idle connections were cut by the time-out.
+    let body = envelope(&form("CAP-1", &adsl_item("cap1@x")));
+    let r = post(
+        server.addr,
+        Some("text/xml; charset=utf-8"),
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    // The spare connections taken too, a new client waits until the idle
+    // ones are cut by the header time-out.
+    let spare = hold(16);
+    std::thread::sleep(Duration::from_millis(100));
+    let start = Instant::now();
+    let o = call(server.addr, &form("CAP-1", &adsl_item("cap1@x")));
+    assert!(
+        o.is_success(),
+        "accepted, not a duplicate: the 503 stored nothing: {o:?}"
+    );
     assert!(
         start.elapsed() >= Duration::from_millis(500),
         "{:?}",
         start.elapsed()
     );
-    drop(idle);
+    drop((idle, spare));
 }
 
 #[test]
