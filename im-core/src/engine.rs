@@ -189,7 +189,8 @@ impl Im {
     /// key file of `config`, and starts the writer and read threads.
     pub fn open(config: CoreConfig) -> Result<Im, CoreError> {
         let store = SqliteStore::open(&config.db_path, config.synchronous)?
-            .with_background_checkpoint(config.background_checkpoint);
+            .with_background_checkpoint(config.background_checkpoint)
+            .with_writer_cache_mb(config.writer_cache_mb);
         let secrets = Secrets::load_or_create(&config.key_file)?;
         Im::with_store(store, secrets, config)
     }

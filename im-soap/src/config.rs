@@ -197,6 +197,8 @@ pub struct StoreSettings {
     pub read_connections: usize,
     /// Checkpoint the WAL from a background thread. Default `false`.
     pub background_checkpoint: bool,
+    /// The writer's page cache in MiB. Default 64.
+    pub writer_cache_mb: u32,
 }
 
 impl Default for StoreSettings {
@@ -210,6 +212,7 @@ impl Default for StoreSettings {
             credential_cache_ttl: HumanDuration(c.credential_cache_ttl),
             read_connections: c.read_connections,
             background_checkpoint: c.background_checkpoint,
+            writer_cache_mb: c.writer_cache_mb,
         }
     }
 }
@@ -759,6 +762,7 @@ impl ServerConfig {
         c.credential_cache_ttl = self.store.credential_cache_ttl.get();
         c.read_connections = self.store.read_connections;
         c.background_checkpoint = self.store.background_checkpoint;
+        c.writer_cache_mb = self.store.writer_cache_mb;
         c.login.max_failures = self.login.max_failures;
         c.login.lockout = self.login.lockout.get();
         c.login.ad = self.login.ad.as_ref().map(AdSettings::ad_config);

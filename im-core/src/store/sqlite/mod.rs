@@ -40,6 +40,7 @@ pub struct SqliteStore {
     path: PathBuf,
     synchronous: Synchronous,
     background_checkpoint: bool,
+    writer_cache_mb: u32,
 }
 
 impl SqliteStore {
@@ -54,6 +55,7 @@ impl SqliteStore {
             path,
             synchronous,
             background_checkpoint: false,
+            writer_cache_mb: 64,
         };
         let mut conn = store.connect(false)?;
         migrate(&mut conn)?;
@@ -65,6 +67,13 @@ impl SqliteStore {
     /// time (see `CoreConfig::background_checkpoint`).
     pub fn with_background_checkpoint(mut self, on: bool) -> SqliteStore {
         self.background_checkpoint = on;
+        self
+    }
+
+    /// Sizes the writer connection's page cache (MiB, at least 2; see
+    /// `CoreConfig::writer_cache_mb`).
+    pub fn with_writer_cache_mb(mut self, mb: u32) -> SqliteStore {
+        self.writer_cache_mb = mb.max(2);
         self
     }
 
@@ -120,7 +129,7 @@ impl Store for SqliteStore {
     fn open_writer(&self) -> StoreResult<SqliteWriter> {
         let conn = self.connect(false)?;
         // A bigger page cache keeps the hot indexes of a large inventory in memory.
-        conn.pragma_update(None, "cache_size", -65536)
+        conn.pragma_update(None, "cache_size", -i64::from(self.writer_cache_mb) * 1024)
             .map_err(backend)?;
         // Checkpoint every ~20 MB of WAL rather than 4 MB: a page that many
         // batches dirty (ports are scattered over the inventory) is copied
