@@ -464,6 +464,11 @@ pub struct ServerConfig {
     /// Address and port to listen on. Default `127.0.0.1:8080`.
     #[serde(deserialize_with = "de_socket_addr")]
     pub listen: SocketAddr,
+    /// A second address serving only `/health` and `/metrics`, outside the
+    /// connection cap of `listen`: probes stay answered however busy the
+    /// service port is. Default none.
+    #[serde(deserialize_with = "de_opt_socket_addr")]
+    pub health_listen: Option<SocketAddr>,
     /// The URL clients reach the server at (used as the WSDL's address);
     /// default: from each request's `Host` header.
     pub public_url: Option<String>,
@@ -530,10 +535,15 @@ fn de_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Erro
     })
 }
 
+fn de_opt_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    de_socket_addr(d).map(Some)
+}
+
 impl Default for ServerConfig {
     fn default() -> ServerConfig {
         ServerConfig {
             listen: default_listen(),
+            health_listen: None,
             public_url: None,
             response_element: ReturnElement::Out,
             database: PathBuf::from("./data/im.db"),

@@ -47,6 +47,7 @@ pub enum ServerError {
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    health_listener: Option<TcpListener>,
     local_addr: SocketAddr,
     state: Arc<State>,
 }
@@ -79,6 +80,14 @@ impl Server {
             addr: config.listen,
             source,
         })?;
+        let health_listener = match config.health_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let api = config
             .api
             .enabled
@@ -97,6 +106,7 @@ impl Server {
         };
         Ok(Server {
             listener,
+            health_listener,
             local_addr,
             state: Arc::new(state),
         })
@@ -115,6 +125,13 @@ impl Server {
         self.local_addr
     }
 
+    /// The address of the health listener, when `health_listen` is set.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// The service URL: the configured public URL, or `http://` + the bound address.
     pub fn url(&self) -> String {
         service_address(
@@ -131,8 +148,16 @@ impl Server {
         F: Future<Output = ()>,
     {
         let Server {
-            listener, state, ..
+            listener,
+            health_listener,
+            state,
+            ..
         } = self;
+        let (probes_stop, probes_stopped) = tokio::sync::watch::channel(false);
+        let probes = health_listener.map(|l| {
+            let state = Arc::clone(&state);
+            tokio::spawn(serve_probes(l, state, probes_stopped))
+        });
         let cfg = &state.config;
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -202,6 +227,10 @@ impl Server {
             });
         }
         drop(listener);
+        let _ = probes_stop.send(true);
+        if let Some(p) = probes {
+            let _ = p.await;
+        }
         info!("shutting down: no new connections, finishing in-flight calls");
         tokio::select! {
             () = graceful.shutdown() => info!("all connections closed"),
@@ -242,6 +271,68 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => info!("Ctrl-C received"),
         () = term => info!("SIGTERM received"),
+    }
+}
+
+/// Connections of the health listener, at most.
+const PROBE_CONNECTIONS: usize = 64;
+
+/// The health listener: `/health` and `/metrics` only (anything else 404),
+/// on connections of its own, until `stop` turns true.
+async fn serve_probes(
+    listener: TcpListener,
+    state: Arc<State>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(state.config.header_read_timeout.get())
+        .keep_alive(true);
+    let slots = Arc::new(Semaphore::new(PROBE_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            _ = stop.changed() => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (tcp, _) = tokio::select! {
+            _ = stop.changed() => break,
+            r = listener.accept() => match r {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "health listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let st = Arc::clone(&state);
+        let svc = service_fn(move |req: Request<Incoming>| {
+            let st = Arc::clone(&st);
+            async move {
+                let get = req.method() == Method::GET;
+                Ok::<_, Infallible>(match req.uri().path() {
+                    "/health" if get => health(&st).await,
+                    "/metrics" if get => plain(
+                        StatusCode::OK,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        st.metrics.render(),
+                    ),
+                    _ => plain(
+                        StatusCode::NOT_FOUND,
+                        "text/plain; charset=utf-8",
+                        "not found\n",
+                    ),
+                })
+            }
+        });
+        let conn = http.serve_connection(TokioIo::new(tcp), svc);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
     }
 }
 

@@ -615,6 +615,43 @@ fn past_the_connection_cap_health_is_answered_and_calls_get_503_then_clients_wai
 }
 
 #[test]
+fn the_health_listener_answers_probes_whatever_the_service_port_holds() {
+    let server = TestServer::start(|c| {
+        c.max_connections = 1;
+        c.health_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        c.header_read_timeout = im_soap::config::HumanDuration(Duration::from_secs(5));
+    });
+    let health = server.health.expect("a health listener");
+    // The service port's cap and its spare connections all taken.
+    let _held: Vec<TcpStream> = (0..17)
+        .map(|_| {
+            let mut c = TcpStream::connect(server.addr).expect("connect");
+            c.write_all(b"GET /health HTTP/1.1\r\n").expect("write");
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let start = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(get(health, "/health", "x").status, 200);
+    }
+    assert!(
+        get(health, "/metrics", "x")
+            .text()
+            .contains("im_writer_jobs")
+    );
+    assert_eq!(
+        get(health, "/services/EgyptWorkSheetAll?wsdl", "x").status,
+        404
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
 fn graceful_shutdown_finishes_in_flight_calls() {
     let mut server = TestServer::start(|_| {});
     let addr = server.addr;

@@ -149,6 +149,9 @@ async fn run(config: ServerConfig) -> Result<(), String> {
     }
     let url = server.url();
     info!(url = %url, "listening");
+    if let Some(addr) = server.health_addr() {
+        info!(%addr, "health and metrics also on their own listener");
+    }
     println!("IM is listening on {url}");
     println!(
         "WSDL: {url}?wsdl   health: {}   metrics: {}",

@@ -18,6 +18,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The core it serves.
     pub im: Im,
+    /// The health listener's address, when configured.
+    pub health: Option<SocketAddr>,
     /// Its database file.
     pub db: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -50,7 +52,9 @@ impl TestServer {
                 .expect("runtime");
             rt.block_on(async move {
                 let server = Server::bind(cfg, core).await.expect("bind");
-                addr_tx.send(server.local_addr()).expect("report address");
+                addr_tx
+                    .send((server.local_addr(), server.health_addr()))
+                    .expect("report address");
                 server
                     .serve(async {
                         let _ = stop_rx.await;
@@ -58,9 +62,10 @@ impl TestServer {
                     .await;
             });
         });
-        let addr = addr_rx.recv().expect("server address");
+        let (addr, health) = addr_rx.recv().expect("server address");
         TestServer {
             addr,
+            health,
             im,
             db,
             stop: Some(stop_tx),
