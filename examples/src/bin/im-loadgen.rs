@@ -79,6 +79,10 @@ struct Args {
     /// Process id of the IM server, to report its memory from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Probe `/health` at this address (the server's `health_listen`)
+    /// instead of the service port, in --soak and --overload.
+    #[arg(long)]
+    health_addr: Option<SocketAddr>,
     /// Worker threads of the load generator's runtime.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -735,6 +739,8 @@ fn query_user(flow_id: &str, user: &str, login: &str, password: &str) -> im_soap
 /// Shared state of an open-loop run.
 struct Open {
     target: Target,
+    /// Where `/health` is probed.
+    health_addr: SocketAddr,
     plan: OpenPlan,
     user: String,
     password: String,
@@ -981,24 +987,36 @@ fn slope(points: &[(f64, f64)]) -> Option<f64> {
 /// connection (reopened when it breaks), or with `fresh` over a new
 /// connection each time (as a liveness probe does).
 async fn probe_health(open: Arc<Open>, stop: Arc<AtomicBool>, fresh: bool) {
-    let uri: Uri =
-        match format!("http://{}/health", open.target.host.to_str().unwrap_or("")).parse() {
-            Ok(u) => u,
-            Err(_) => return,
-        };
+    let addr = open.health_addr;
+    let Ok(host) = HeaderValue::from_str(&addr.to_string()) else {
+        return;
+    };
+    let uri: Uri = match format!("http://{addr}/health").parse() {
+        Ok(u) => u,
+        Err(_) => return,
+    };
+    let connect = || async move {
+        let stream = TcpStream::connect(addr).await.ok()?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.ok()?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Some(sender)
+    };
     let mut sender: Option<http1::SendRequest<Full<Bytes>>> = None;
     while !stop.load(Ordering::Relaxed) {
         let t0 = Instant::now();
         let second = open.second_of(t0);
         let attempt = async {
             if fresh || sender.as_ref().is_none_or(http1::SendRequest::is_closed) {
-                sender = open.connect().await;
+                sender = connect().await;
             }
             let s = sender.as_mut()?;
             s.ready().await.ok()?;
             let mut req = Request::new(Full::new(Bytes::new()));
             *req.uri_mut() = uri.clone();
-            req.headers_mut().insert(HOST, open.target.host.clone());
+            req.headers_mut().insert(HOST, host.clone());
             let resp = s.send_request(req).await.ok()?;
             let ok = resp.status().as_u16() == 200;
             resp.into_body().collect().await.ok()?;
@@ -1068,6 +1086,7 @@ async fn open_loop(args: &Args, target: Target, plan: OpenPlan) -> Result<(), St
         args.url
     );
     let open = Arc::new(Open {
+        health_addr: args.health_addr.unwrap_or(target.addr),
         target,
         plan,
         user: args.user.clone(),
