@@ -221,6 +221,17 @@ impl Report {
     }
 }
 
+/// A new HTTP/1.1 connection to `addr` (its driver on a task of its own).
+async fn connect(addr: SocketAddr) -> Option<http1::SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(addr).await.ok()?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.ok()?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Some(sender)
+}
+
 /// The target of a run.
 #[derive(Clone)]
 struct Target {
@@ -434,13 +445,7 @@ struct Worker {
 
 impl Worker {
     async fn connect(&self) -> Option<http1::SendRequest<Full<Bytes>>> {
-        let stream = TcpStream::connect(self.target.addr).await.ok()?;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.ok()?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Some(sender)
+        connect(self.target.addr).await
     }
 
     async fn run(self) -> Report {
@@ -799,13 +804,7 @@ impl Open {
     }
 
     async fn connect(&self) -> Option<http1::SendRequest<Full<Bytes>>> {
-        let stream = TcpStream::connect(self.target.addr).await.ok()?;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.ok()?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Some(sender)
+        connect(self.target.addr).await
     }
 
     fn take_idle(&self) -> Option<http1::SendRequest<Full<Bytes>>> {
@@ -995,22 +994,13 @@ async fn probe_health(open: Arc<Open>, stop: Arc<AtomicBool>, fresh: bool) {
         Ok(u) => u,
         Err(_) => return,
     };
-    let connect = || async move {
-        let stream = TcpStream::connect(addr).await.ok()?;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.ok()?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Some(sender)
-    };
     let mut sender: Option<http1::SendRequest<Full<Bytes>>> = None;
     while !stop.load(Ordering::Relaxed) {
         let t0 = Instant::now();
         let second = open.second_of(t0);
         let attempt = async {
             if fresh || sender.as_ref().is_none_or(http1::SendRequest::is_closed) {
-                sender = connect().await;
+                sender = connect(addr).await;
             }
             let s = sender.as_mut()?;
             s.ready().await.ok()?;
