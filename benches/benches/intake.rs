@@ -93,20 +93,22 @@ fn raw_install(c: &Connection, n: u64, exchanges: u32, secrets: &Secrets) -> rus
         .prepare_cached("SELECT id FROM service WHERE user_name = ?1 AND service_type = 'ADSL'")?
         .query_row([&user], |r| r.get(0))
         .optional()?;
-    let cust: i64 = c
-        .prepare_cached("INSERT INTO customer (account_number, name, mobile_enc, created, updated) VALUES (?1, 'Ahmed Hassan', ?3, ?2, ?2) ON CONFLICT (account_number) DO UPDATE SET updated = ?2 RETURNING id")?
-        .query_row(params![account, at, mobile], |r| r.get(0))?;
-    let svc: i64 = c
-        .prepare_cached("INSERT INTO service (user_name, service_type, cover_type, state, customer_id, popid, exchange_id, speed_kbps, password_enc, fields, created, updated) VALUES (?1, 'ADSL', 'ADSL', 'ACTIVE', ?2, ?3, ?4, 16384, ?6, ?7, ?5, ?5) RETURNING id")?
-        .query_row(params![user, cust, popid, ex_id, at, password, fields], |r| r.get(0))?;
+    // Plain inserts and last_insert_rowid: the cheapest form of these writes
+    // (RETURNING and upserts cost SQLite a statement journal per row).
+    c.prepare_cached("INSERT INTO customer (account_number, name, mobile_enc, created, updated) VALUES (?1, 'Ahmed Hassan', ?3, ?2, ?2)")?
+        .execute(params![account, at, mobile])?;
+    let cust = c.last_insert_rowid();
+    c.prepare_cached("INSERT INTO service (user_name, service_type, cover_type, state, customer_id, popid, exchange_id, speed_kbps, password_enc, fields, created, updated) VALUES (?1, 'ADSL', 'ADSL', 'ACTIVE', ?2, ?3, ?4, 16384, ?6, ?7, ?5, ?5)")?
+        .execute(params![user, cust, popid, ex_id, at, password, fields])?;
+    let svc = c.last_insert_rowid();
     c.prepare_cached(
         "UPDATE port SET service_id = ?2, updated = ?3 WHERE id = ?1 AND service_id IS NULL",
     )?
     .execute(params![port, svc, at])?;
     let task_no = format!("WS20261204{n:06}");
-    let task: i64 = c
-        .prepare_cached("INSERT INTO task (task_no, flow_id, fingerprint, popid, state, request, items, account, created, updated) VALUES (?1, ?2, ?5, ?3, 'RECEIVED', ?6, '[{\"seq\":1,\"opertype\":\"Install\",\"serviceType\":\"ADSL\",\"state\":\"ACTIVE\"}]', 'OM', ?4, ?4) RETURNING id")?
-        .query_row(params![task_no, form.get("flowId"), popid, at, fingerprint.as_slice(), request], |r| r.get(0))?;
+    c.prepare_cached("INSERT INTO task (task_no, flow_id, fingerprint, popid, state, request, items, account, created, updated) VALUES (?1, ?2, ?5, ?3, 'RECEIVED', ?6, '[{\"seq\":1,\"opertype\":\"Install\",\"serviceType\":\"ADSL\",\"state\":\"ACTIVE\"}]', 'OM', ?4, ?4)")?
+        .execute(params![task_no, form.get("flowId"), popid, at, fingerprint.as_slice(), request])?;
+    let task = c.last_insert_rowid();
     c.prepare_cached("INSERT INTO command (cmd_id, task_id, seq, service_id, type, service_type, params, state, created, updated) VALUES (?1, ?2, 1, ?3, 'ACTIVATE', 'ADSL', '[[\"UserName\",\"x\"],[\"port\",\"EX01-D1/0/1/0\"],[\"dslamIp\",\"10.1.0.1\"],[\"speed\",\"16384\"]]', 'PENDING', ?4, ?4)")?
         .execute(params![format!("CMD-{task_no}-1"), task, svc, at])?;
     Ok(())

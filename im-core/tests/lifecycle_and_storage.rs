@@ -1588,3 +1588,52 @@ fn concurrent_late_refusals_leave_nothing_behind() {
         0
     );
 }
+
+#[test]
+fn check_constraints_still_refuse_unknown_states_after_the_schema_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("im.db");
+    {
+        let im = Im::open(CoreConfig::new(&path)).unwrap();
+        im_core::demo::install_if_empty(&im).unwrap();
+        assert_ok(&im.submit_blocking(form("CHK-1", "19601").item(adsl_install("chk@x"))));
+        im.close();
+    }
+    let sql = rusqlite::Connection::open(&path).unwrap();
+    // The lists are written as OR chains now (no temporary b-tree per row).
+    let task_sql: String = sql
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'task'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(task_sql.contains("state = 'RECEIVED' OR"), "{task_sql}");
+    assert!(!task_sql.contains("IN ('RECEIVED'"), "{task_sql}");
+    let refused = |stmt: &str| {
+        let e = sql.execute(stmt, []).expect_err(stmt);
+        assert!(
+            e.to_string().contains("CHECK constraint failed"),
+            "{stmt}: {e}"
+        );
+    };
+    refused("UPDATE task SET state = 'BOGUS'");
+    refused("UPDATE command SET state = 'LOST'");
+    refused("UPDATE command SET type = 'REBOOT'");
+    refused("UPDATE port SET state = 'MELTED' WHERE id = 1");
+    refused("UPDATE vlan SET state = 'available' WHERE id = 1");
+    // Every value the lists allowed is still allowed.
+    for s in ["RECEIVED", "ACTIVATING", "COMPLETED", "FAILED", "CANCELLED"] {
+        sql.execute("UPDATE task SET state = ?1", [s]).expect(s);
+    }
+    for s in ["PENDING", "DELIVERED", "FAILED", "DROPPED"] {
+        sql.execute("UPDATE command SET state = ?1", [s]).expect(s);
+    }
+    for s in ["AVAILABLE", "OCCUPIED", "FAULTY"] {
+        sql.execute("UPDATE port SET state = ?1 WHERE id = 1", [s])
+            .expect(s);
+    }
+    drop(sql);
+    // And the database opens again at the same version.
+    Im::open(CoreConfig::new(&path)).unwrap().close();
+}

@@ -237,7 +237,8 @@ fn service_write(
 ) -> ServiceWrite {
     let mut fields: BTreeMap<String, String> = base.map(|b| b.fields.clone()).unwrap_or_default();
     for (key, _, value) in v.fields.non_empty() {
-        if super::fields::is_protected(key)
+        // `key` is canonical: compare with the canonical spellings.
+        if super::fields::PROTECTED_CANONICAL.contains(&key)
             || matches!(key, "opertype" | "covertype" | "servicetype" | "username")
         {
             continue;

@@ -59,6 +59,10 @@ pub const KNOWN_FIELDS: &[&str] = &[
 /// never logged, never answered.
 pub const PROTECTED_FIELDS: &[&str] = &["Password", "IPTVPassword", "Mobile", "Email"];
 
+/// [`PROTECTED_FIELDS`] in canonical form (see [`crate::names::canonical`]),
+/// for the writer's hot path, which holds canonical keys already.
+pub(crate) const PROTECTED_CANONICAL: [&str; 4] = ["password", "iptvpassword", "mobile", "email"];
+
 static CONTRACT_NAME: LazyLock<BTreeMap<String, &'static str>> =
     LazyLock::new(|| KNOWN_FIELDS.iter().map(|f| (canonical(f), *f)).collect());
 
@@ -170,5 +174,16 @@ impl ItemFields {
             .iter()
             .filter(|(_, (_, v))| !v.is_empty())
             .map(|(k, (n, v))| (k.as_str(), n.as_str(), v.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protected_canonical_matches_protected_fields() {
+        let canon: Vec<String> = PROTECTED_FIELDS.iter().map(|f| canonical(f)).collect();
+        assert_eq!(canon, PROTECTED_CANONICAL);
     }
 }

@@ -19,13 +19,39 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The migrations, in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[
-    include_str!("schema.sql"),
-    include_str!("migrations/002_sync.sql"),
-    include_str!("migrations/003_login.sql"),
-    include_str!("migrations/004_sync_journal.sql"),
-    include_str!("migrations/005_operations.sql"),
+const MIGRATIONS: &[Migration] = &[
+    Migration::sql(include_str!("schema.sql")),
+    Migration::sql(include_str!("migrations/002_sync.sql")),
+    Migration::sql(include_str!("migrations/003_login.sql")),
+    Migration::sql(include_str!("migrations/004_sync_journal.sql")),
+    Migration::sql(include_str!("migrations/005_operations.sql")),
+    Migration::schema_text(include_str!("migrations/006_check_lists.sql")),
 ];
+
+/// One step of the schema's history, applied in one transaction.
+struct Migration {
+    sql: &'static str,
+    /// The step edits table definitions in `sqlite_schema` (only changes
+    /// that leave the stored rows valid): the schema version is bumped after
+    /// it so that every connection reloads the schema.
+    edits_schema_text: bool,
+}
+
+impl Migration {
+    const fn sql(sql: &'static str) -> Migration {
+        Migration {
+            sql,
+            edits_schema_text: false,
+        }
+    }
+
+    const fn schema_text(sql: &'static str) -> Migration {
+        Migration {
+            sql,
+            edits_schema_text: true,
+        }
+    }
+}
 
 /// A SQLite database file.
 ///
@@ -172,9 +198,27 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
             "database schema version {version} is newer than this IM ({known})"
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(backend)?;
-        tx.execute_batch(sql).map_err(backend)?;
+        tx.execute_batch(m.sql).map_err(backend)?;
+        if m.edits_schema_text {
+            let v: i64 = tx
+                .pragma_query_value(None, "schema_version", |r| r.get(0))
+                .map_err(backend)?;
+            tx.pragma_update(None, "schema_version", v + 1)
+                .map_err(backend)?;
+            // Parses the edited schema now: a mistake fails here, inside
+            // the migration's transaction, and is rolled back.
+            tx.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(|e| {
+                StoreError::Backend(format!(
+                    "migration {} left the schema unreadable: {e}",
+                    i + 1
+                ))
+            })?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(backend)?;
         tx.commit().map_err(backend)?;

@@ -14,17 +14,17 @@ fn fields_json(s: &ServiceWrite) -> StoreResult<String> {
 
 impl StoreWrite for SqliteWriter {
     fn insert_task(&mut self, t: &TaskWrite<'_>) -> StoreResult<i64> {
+        // No RETURNING on the hot path: SQLite runs RETURNING as a trigger,
+        // which costs a statement journal and a temporary table per row.
         self.conn
             .prepare_cached(
                 "INSERT INTO task (task_no, flow_id, fingerprint, popid, state, request, items, account, created, updated) \
-                 VALUES (?1, ?2, ?3, ?4, 'RECEIVED', ?5, ?6, ?7, ?8, ?8) RETURNING id",
+                 VALUES (?1, ?2, ?3, ?4, 'RECEIVED', ?5, ?6, ?7, ?8, ?8)",
             )
             .map_err(backend)?
-            .query_row(
-                params![t.task_no, t.flow_id, t.fingerprint, t.popid, t.request, t.items, t.account, t.at],
-                |r| r.get(0),
-            )
-            .map_err(backend)
+            .execute(params![t.task_no, t.flow_id, t.fingerprint, t.popid, t.request, t.items, t.account, t.at])
+            .map_err(backend)?;
+        Ok(self.conn.last_insert_rowid())
     }
 
     fn insert_task_history(&mut self, task_id: i64, h: &HistoryWrite<'_>) -> StoreResult<()> {
@@ -61,71 +61,124 @@ impl StoreWrite for SqliteWriter {
     }
 
     fn upsert_customer(&mut self, c: &CustomerWrite, at: &str) -> StoreResult<i64> {
+        // A lookup, then a plain INSERT or an UPDATE by rowid: an upsert with
+        // RETURNING would cost a statement journal and a temporary table.
+        let existing: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT id FROM customer WHERE account_number = ?1")
+            .map_err(backend)?
+            .query_row([&c.account_number], |r| r.get(0))
+            .optional()
+            .map_err(backend)?;
+        if let Some(id) = existing {
+            self.conn
+                .prepare_cached(
+                    "UPDATE customer SET name = coalesce(?2, name), segment = coalesce(?3, segment), \
+                       level = coalesce(?4, level), mobile_enc = coalesce(?5, mobile_enc), \
+                       email_enc = coalesce(?6, email_enc), updated = ?7 WHERE id = ?1",
+                )
+                .map_err(backend)?
+                .execute(params![id, c.name, c.segment, c.level, c.mobile_enc, c.email_enc, at])
+                .map_err(backend)?;
+            return Ok(id);
+        }
         self.conn
             .prepare_cached(
                 "INSERT INTO customer (account_number, name, segment, level, mobile_enc, email_enc, created, updated) \
-                 VALUES (?1, coalesce(?2, ''), coalesce(?3, ''), coalesce(?4, ''), ?5, ?6, ?7, ?7) \
-                 ON CONFLICT (account_number) DO UPDATE SET \
-                   name = coalesce(?2, name), segment = coalesce(?3, segment), level = coalesce(?4, level), \
-                   mobile_enc = coalesce(?5, mobile_enc), email_enc = coalesce(?6, email_enc), updated = ?7 \
-                 RETURNING id",
+                 VALUES (?1, coalesce(?2, ''), coalesce(?3, ''), coalesce(?4, ''), ?5, ?6, ?7, ?7)",
             )
             .map_err(backend)?
-            .query_row(
-                params![
-                    c.account_number,
-                    c.name,
-                    c.segment,
-                    c.level,
-                    c.mobile_enc,
-                    c.email_enc,
-                    at
-                ],
-                |r| r.get(0),
-            )
-            .map_err(backend)
+            .execute(params![
+                c.account_number,
+                c.name,
+                c.segment,
+                c.level,
+                c.mobile_enc,
+                c.email_enc,
+                at
+            ])
+            .map_err(backend)?;
+        Ok(self.conn.last_insert_rowid())
     }
 
     fn put_service(&mut self, s: &ServiceWrite, at: &str) -> StoreResult<i64> {
         let fields = fields_json(s)?;
-        self.conn
+        // A lookup, then a plain INSERT (new) or an UPDATE by rowid (an
+        // INACTIVE service installed again); no upsert with RETURNING, which
+        // would cost a statement journal and a temporary table.
+        let existing: Option<(i64, String)> = self
+            .conn
             .prepare_cached(
-                "INSERT INTO service (user_name, service_type, cover_type, state, customer_id, parent_id, popid, \
-                   exchange_id, olt_id, compound_id, vlan, speed_kbps, password_enc, iptv_password_enc, fields, \
-                   conflict, created, updated) \
-                 VALUES (?1, ?2, ?3, 'ACTIVE', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 0, ?15, ?15) \
-                 ON CONFLICT (user_name, service_type) DO UPDATE SET \
-                   cover_type = ?3, state = 'ACTIVE', customer_id = ?4, parent_id = ?5, popid = ?6, \
-                   exchange_id = ?7, olt_id = ?8, compound_id = ?9, vlan = ?10, speed_kbps = ?11, \
-                   password_enc = coalesce(?12, password_enc), iptv_password_enc = coalesce(?13, iptv_password_enc), \
-                   fields = ?14, conflict = 0, conflict_reason = NULL, updated = ?15 \
-                 WHERE state = 'INACTIVE' \
-                 RETURNING id",
+                "SELECT id, state FROM service WHERE user_name = ?1 AND service_type = ?2",
             )
             .map_err(backend)?
-            .query_row(
-                params![
-                    s.user_name,
-                    s.service_type.as_str(),
-                    s.cover_type.as_str(),
-                    s.customer_id,
-                    s.parent_id,
-                    s.popid,
-                    s.exchange_id,
-                    s.olt_id,
-                    s.compound_id,
-                    s.vlan,
-                    s.speed_kbps.map(|v| v as i64),
-                    s.password_enc,
-                    s.iptv_password_enc,
-                    fields,
-                    at
-                ],
-                |r| r.get(0),
-            )
+            .query_row(params![s.user_name, s.service_type.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()
-            .map_err(backend)?
-            .ok_or_else(|| StoreError::Constraint("service is already active".into()))
+            .map_err(backend)?;
+        match existing {
+            Some((_, state)) if state != ServiceState::Inactive.as_str() => {
+                Err(StoreError::Constraint("service is already active".into()))
+            }
+            Some((id, _)) => {
+                self.conn
+                    .prepare_cached(
+                        "UPDATE service SET cover_type = ?2, state = 'ACTIVE', customer_id = ?3, parent_id = ?4, \
+                           popid = ?5, exchange_id = ?6, olt_id = ?7, compound_id = ?8, vlan = ?9, speed_kbps = ?10, \
+                           password_enc = coalesce(?11, password_enc), iptv_password_enc = coalesce(?12, iptv_password_enc), \
+                           fields = ?13, conflict = 0, conflict_reason = NULL, updated = ?14 WHERE id = ?1",
+                    )
+                    .map_err(backend)?
+                    .execute(params![
+                        id,
+                        s.cover_type.as_str(),
+                        s.customer_id,
+                        s.parent_id,
+                        s.popid,
+                        s.exchange_id,
+                        s.olt_id,
+                        s.compound_id,
+                        s.vlan,
+                        s.speed_kbps.map(|v| v as i64),
+                        s.password_enc,
+                        s.iptv_password_enc,
+                        fields,
+                        at
+                    ])
+                    .map_err(backend)?;
+                Ok(id)
+            }
+            None => {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO service (user_name, service_type, cover_type, state, customer_id, parent_id, popid, \
+                           exchange_id, olt_id, compound_id, vlan, speed_kbps, password_enc, iptv_password_enc, fields, \
+                           conflict, created, updated) \
+                         VALUES (?1, ?2, ?3, 'ACTIVE', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 0, ?15, ?15)",
+                    )
+                    .map_err(backend)?
+                    .execute(params![
+                        s.user_name,
+                        s.service_type.as_str(),
+                        s.cover_type.as_str(),
+                        s.customer_id,
+                        s.parent_id,
+                        s.popid,
+                        s.exchange_id,
+                        s.olt_id,
+                        s.compound_id,
+                        s.vlan,
+                        s.speed_kbps.map(|v| v as i64),
+                        s.password_enc,
+                        s.iptv_password_enc,
+                        fields,
+                        at
+                    ])
+                    .map_err(backend)?;
+                Ok(self.conn.last_insert_rowid())
+            }
+        }
     }
 
     fn update_service(&mut self, id: i64, s: &ServiceWrite, at: &str) -> StoreResult<()> {
@@ -198,11 +251,12 @@ impl StoreWrite for SqliteWriter {
         self.conn
             .prepare_cached(
                 "INSERT INTO ont (serial, pon_port_id, ont_id, model, state, origin, created, updated) \
-                 VALUES (?1, ?2, ?3, ?4, 'AVAILABLE', 'OM', ?5, ?5) RETURNING id",
+                 VALUES (?1, ?2, ?3, ?4, 'AVAILABLE', 'OM', ?5, ?5)",
             )
             .map_err(backend)?
-            .query_row(params![serial, pon_port_id, ont_id, model, at], |r| r.get(0))
-            .map_err(backend)
+            .execute(params![serial, pon_port_id, ont_id, model, at])
+            .map_err(backend)?;
+        Ok(self.conn.last_insert_rowid())
     }
 
     fn replace_ont(&mut self, id: i64, pon_port_id: i64, ont_id: u32, at: &str) -> StoreResult<()> {
