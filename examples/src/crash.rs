@@ -845,6 +845,17 @@ fn check_database(
             fk.len()
         ));
     }
+    // The holder columns have no foreign key (see migration 006): check them.
+    let orphans: i64 = one(
+        &db,
+        "SELECT (SELECT count(*) FROM port p WHERE p.service_id IS NOT NULL \
+           AND NOT EXISTS (SELECT 1 FROM service s WHERE s.id = p.service_id)) \
+         + (SELECT count(*) FROM ont o WHERE o.service_id IS NOT NULL \
+           AND NOT EXISTS (SELECT 1 FROM service s WHERE s.id = o.service_id))",
+    )?;
+    if orphans != 0 {
+        fail.push(format!("{orphans} ports or ONTs held by no service"));
+    }
     let like = format!("{}-%", plan.prefix);
     // Tasks: flowId → (task number, commands by type).
     let tasks: HashMap<String, (String, i64)> = rows(

@@ -1590,7 +1590,7 @@ fn concurrent_late_refusals_leave_nothing_behind() {
 }
 
 #[test]
-fn check_constraints_still_refuse_unknown_states_after_the_schema_edit() {
+fn constraints_still_refuse_bad_rows_after_the_schema_edit() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("im.db");
     {
@@ -1610,6 +1610,23 @@ fn check_constraints_still_refuse_unknown_states_after_the_schema_edit() {
         .unwrap();
     assert!(task_sql.contains("state = 'RECEIVED' OR"), "{task_sql}");
     assert!(!task_sql.contains("IN ('RECEIVED'"), "{task_sql}");
+    // The holder columns keep their unique indexes, without a foreign key.
+    let port_sql: String = sql
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'port'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(port_sql.contains("service_id INTEGER,"), "{port_sql}");
+    let e = sql
+        .execute(
+            "UPDATE port SET service_id = (SELECT service_id FROM port WHERE service_id IS NOT NULL) \
+             WHERE id = (SELECT min(id) FROM port WHERE service_id IS NULL)",
+            [],
+        )
+        .expect_err("a second holder of one service");
+    assert!(e.to_string().contains("UNIQUE constraint failed"), "{e}");
     let refused = |stmt: &str| {
         let e = sql.execute(stmt, []).expect_err(stmt);
         assert!(

@@ -25,7 +25,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::sql(include_str!("migrations/003_login.sql")),
     Migration::sql(include_str!("migrations/004_sync_journal.sql")),
     Migration::sql(include_str!("migrations/005_operations.sql")),
-    Migration::schema_text(include_str!("migrations/006_check_lists.sql")),
+    Migration::schema_text(include_str!("migrations/006_hot_path_constraints.sql")),
 ];
 
 /// One step of the schema's history, applied in one transaction.
