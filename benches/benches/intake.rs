@@ -23,6 +23,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const SUBMITTERS: u64 = 64;
 const PORTS: u64 = 1_500_000;
 
+/// The writer's page cache, for the core and the baselines alike
+/// (`IM_BENCH_CACHE_MB`, default: the core's default).
+fn cache_mb() -> u32 {
+    std::env::var("IM_BENCH_CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CoreConfig::new("x").writer_cache_mb)
+}
+
 fn open_core(dir: &std::path::Path, spec: &DemoSpec) -> Im {
     let mut cfg = CoreConfig::new(dir.join("im.db"));
     cfg.synchronous = match std::env::var("IM_BENCH_SYNC").as_deref() {
@@ -30,6 +39,7 @@ fn open_core(dir: &std::path::Path, spec: &DemoSpec) -> Im {
         Ok("normal") => Synchronous::Normal,
         _ => Synchronous::Full,
     };
+    cfg.writer_cache_mb = cache_mb();
     let im = Im::open(cfg).expect("open");
     im.load_inventory(inventory(spec)).expect("inventory");
     im.set_om_account(im_core::demo::DEMO_OM_USER, im_core::demo::DEMO_OM_PASSWORD)
@@ -41,7 +51,17 @@ fn open_core(dir: &std::path::Path, spec: &DemoSpec) -> Im {
 /// with the same payloads the core stores (the request with its protected
 /// values encrypted, the content fingerprint, the service's fields), but
 /// none of its checks.
-fn raw_install(c: &Connection, n: u64, exchanges: u32, secrets: &Secrets) -> rusqlite::Result<()> {
+/// Per DSLAM, where the search for a free port starts (as the core's writer
+/// keeps it): every earlier port is held.
+type PickFrom = std::collections::HashMap<i64, (i64, i64, i64)>;
+
+fn raw_install(
+    c: &Connection,
+    n: u64,
+    exchanges: u32,
+    secrets: &Secrets,
+    pick_from: &mut PickFrom,
+) -> rusqlite::Result<()> {
     let form = install_adsl(n, exchanges);
     let request = im_core::intake::stored_request(&form, secrets);
     let fingerprint = im_core::intake::fingerprint(&form, secrets);
@@ -80,13 +100,19 @@ fn raw_install(c: &Connection, n: u64, exchanges: u32, secrets: &Secrets) -> rus
         .collect::<Result<_, _>>()?;
     let mut port = None;
     for d in dslams {
-        port = c
-            .prepare_cached("SELECT id FROM port INDEXED BY port_pick WHERE dslam_id = ?1 AND pickable = 1 ORDER BY frame, slot, port LIMIT 1")?
-            .query_row([d], |r| r.get::<_, i64>(0))
+        let from = pick_from.get(&d).copied().unwrap_or((-1, -1, -1));
+        let found = c
+            .prepare_cached("SELECT id, frame, slot, port FROM port WHERE dslam_id = ?1 AND (frame, slot, port) >= (?2, ?3, ?4) AND pickable = 1 ORDER BY frame, slot, port LIMIT 1")?
+            .query_row(params![d, from.0, from.1, from.2], |r| {
+                Ok((r.get::<_, i64>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+            })
             .optional()?;
-        if port.is_some() {
+        if let Some((id, pos)) = found {
+            pick_from.insert(d, pos);
+            port = Some(id);
             break;
         }
+        pick_from.insert(d, (i64::MAX, i64::MAX, i64::MAX));
     }
     let port = port.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
     let _existing: Option<i64> = c
@@ -124,7 +150,8 @@ fn raw_conn(path: &std::path::Path) -> Connection {
         true,
     )
     .expect("qpsg");
-    c.pragma_update(None, "cache_size", -65536).expect("cache");
+    c.pragma_update(None, "cache_size", -i64::from(cache_mb()) * 1024)
+        .expect("cache");
     c.pragma_update(None, "wal_autocheckpoint", 10_000)
         .expect("checkpoint");
     c.set_prepared_statement_cache_capacity(64);
@@ -185,13 +212,15 @@ fn bench(c: &mut Criterion) {
     let conn = raw_conn(&raw_dir.join("im.db"));
     let secrets = Secrets::from_key([7; 32]);
     let raw_next = AtomicU64::new(0);
+    let pick_from = std::cell::RefCell::new(PickFrom::new());
     group.bench_function("baseline_txn_per_order", |b| {
         b.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
                 let n = raw_next.fetch_add(1, Ordering::Relaxed);
                 let tx = conn.unchecked_transaction().expect("begin");
-                raw_install(&tx, n, exchanges, &secrets).expect("install");
+                raw_install(&tx, n, exchanges, &secrets, &mut pick_from.borrow_mut())
+                    .expect("install");
                 tx.commit().expect("commit");
             }
             start.elapsed()
@@ -203,7 +232,8 @@ fn bench(c: &mut Criterion) {
             let tx = conn.unchecked_transaction().expect("begin");
             for _ in 0..iters {
                 let n = raw_next.fetch_add(1, Ordering::Relaxed);
-                raw_install(&tx, n, exchanges, &secrets).expect("install");
+                raw_install(&tx, n, exchanges, &secrets, &mut pick_from.borrow_mut())
+                    .expect("install");
             }
             tx.commit().expect("commit");
             start.elapsed()

@@ -871,6 +871,10 @@ fn write_loop<W: WriteConn>(
         for (op, reply) in logins {
             let _ = reply.send(crate::login::run_writer_op(&mut conn, *op));
         }
+        if !jobs.is_empty() {
+            // Operators' changes may free ports.
+            conn.forget_picks();
+        }
         for job in jobs {
             job(&mut conn);
         }

@@ -1654,3 +1654,53 @@ fn constraints_still_refuse_bad_rows_after_the_schema_edit() {
     // And the database opens again at the same version.
     Im::open(CoreConfig::new(&path)).unwrap().close();
 }
+
+/// The port an accepted single-item Install got.
+fn port_of(o: &Outcome) -> String {
+    assert_ok(o);
+    o.items[0].port.clone()
+}
+
+#[test]
+fn the_first_free_port_is_picked_after_frees_rollbacks_and_outside_changes() {
+    let t = TestIm::new();
+    let install = |n: &str| {
+        t.submit(form(&format!("PICK-{n}"), "19601").item(adsl_install(&format!("pick-{n}@x"))))
+    };
+    // Port numbers ending in 9 are OCCUPIED in the demo inventory.
+    let first: Vec<String> = (0..12).map(|i| port_of(&install(&i.to_string()))).collect();
+    let expected: Vec<String> = [0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12]
+        .iter()
+        .map(|p| format!("EX01-D1/0/1/{p}"))
+        .collect();
+    assert_eq!(first, expected);
+
+    // A freed port before the others is the next one picked.
+    assert_ok(&t.submit(form("PICK-DEL-3", "19601").item(delete_item("ADSL", "ADSL", "pick-3@x"))));
+    assert_eq!(port_of(&install("after-delete")), "EX01-D1/0/1/3");
+    assert_eq!(port_of(&install("next")), "EX01-D1/0/1/13");
+
+    // A call whose last item fails takes nothing: the ports its first items
+    // had picked are free again, the first of them the next one picked.
+    let o = t.submit(
+        form("PICK-ROLLBACK", "19601")
+            .item(adsl_install("pick-rolled-back-1@x"))
+            .item(adsl_install("pick-rolled-back-2@x"))
+            .item(item("Modify", "ADSL", "ADSL", "nobody@x").field("Speed", "8M")),
+    );
+    assert_ne!(o.error_code, ErrorCode::Success, "{o:?}");
+    assert_eq!(port_of(&install("after-rollback")), "EX01-D1/0/1/14");
+
+    // Another connection makes an earlier port free (a repair, another
+    // process's sync): the writer sees it at its next batch.
+    let rw = rusqlite::Connection::open(t.db_path()).unwrap();
+    rw.execute(
+        "UPDATE port SET state = 'AVAILABLE' WHERE frame = 0 AND slot = 1 AND port = 9 \
+         AND dslam_id = (SELECT id FROM dslam WHERE name = 'EX01-D1')",
+        [],
+    )
+    .unwrap();
+    drop(rw);
+    assert_eq!(port_of(&install("after-outside-change")), "EX01-D1/0/1/9");
+    assert_eq!(port_of(&install("last")), "EX01-D1/0/1/15");
+}

@@ -541,6 +541,9 @@ pub trait WriteConn:
     fn load_inventory(&mut self, inventory: &Inventory, at: &str) -> StoreResult<()>;
     /// Creates or resets a LOCAL account with the OM-interface role.
     fn put_om_account(&mut self, login: &str, password_hash: &str, at: &str) -> StoreResult<()>;
+    /// Forgets anything cached about where free resources are (called before
+    /// work that may free ports other than through [`StoreWrite::release_port`]).
+    fn forget_picks(&mut self) {}
 }
 
 /// A read connection.

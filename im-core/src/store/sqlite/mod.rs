@@ -177,6 +177,7 @@ impl Store for SqliteStore {
             conn,
             depth: 0,
             cache: InventoryCache::default(),
+            data_version: None,
             _checkpointer: checkpointer,
         })
     }
@@ -262,6 +263,8 @@ pub struct SqliteWriter {
     conn: Connection,
     depth: u32,
     cache: InventoryCache,
+    /// `PRAGMA data_version` at the last batch.
+    data_version: Option<i64>,
     // Declared last: dropped after `conn`, so its final checkpoint sees
     // every commit.
     _checkpointer: Option<Checkpointer>,
@@ -326,12 +329,35 @@ impl Drop for Checkpointer {
 }
 
 /// Hot inventory lookups of the writer. Only the writer changes the
-/// inventory (through [`WriteConn::load_inventory`], which clears this), and
-/// intake never writes these rows, so a savepoint rollback cannot make it stale.
+/// inventory (through [`WriteConn::load_inventory`], which clears this, and
+/// sync, which drops what it changes); a commit by another connection is
+/// seen through `PRAGMA data_version` at the next batch and clears it all.
+/// Intake never writes exchanges or DSLAMs, so a savepoint rollback cannot
+/// make those stale.
 #[derive(Default)]
 pub(crate) struct InventoryCache {
     pub(crate) exchanges: std::collections::HashMap<String, Option<super::ExchangeRec>>,
     pub(crate) dslams: std::collections::HashMap<i64, Vec<super::DslamRec>>,
+    /// Per DSLAM, a port position (frame, slot, port) before which no port
+    /// of the DSLAM can be picked: the search for the first free port starts
+    /// there instead of at the DSLAM's first port. Taking a port moves it up
+    /// to that port; freeing one moves it down to it; anything else that may
+    /// free ports (sync, operators' changes, a rolled-back job) drops it.
+    pub(crate) pick_from: std::collections::HashMap<i64, PortPos>,
+    /// The DSLAMs whose `pick_from` moved inside the open savepoint, dropped
+    /// if it rolls back.
+    pub(crate) moved_in_savepoint: Vec<i64>,
+}
+
+/// A port's position on its DSLAM: (frame, slot, port).
+pub(crate) type PortPos = (i64, i64, i64);
+
+impl InventoryCache {
+    /// Forgets where free ports start (every DSLAM's search starts over).
+    pub(crate) fn forget_picks(&mut self) {
+        self.pick_from.clear();
+        self.moved_in_savepoint.clear();
+    }
 }
 
 impl WriteConn for SqliteWriter {
@@ -340,6 +366,18 @@ impl WriteConn for SqliteWriter {
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(backend)?;
         self.depth = 0;
+        self.cache.moved_in_savepoint.clear();
+        // Another connection (another process: a sync runner, a repair)
+        // committed since the last batch: what the writer cached may be stale.
+        let version: i64 = self
+            .conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .map_err(backend)?;
+        if self.data_version != Some(version) {
+            self.cache = InventoryCache::default();
+            self.data_version = Some(version);
+        }
         Ok(())
     }
 
@@ -349,6 +387,7 @@ impl WriteConn for SqliteWriter {
             .and_then(|mut st| st.execute([]))
             .map_err(backend)?;
         self.depth += 1;
+        self.cache.moved_in_savepoint.clear();
         Ok(())
     }
 
@@ -358,10 +397,16 @@ impl WriteConn for SqliteWriter {
             .and_then(|mut st| st.execute([]))
             .map_err(backend)?;
         self.depth = self.depth.saturating_sub(1);
+        self.cache.moved_in_savepoint.clear();
         Ok(())
     }
 
     fn rollback_to(&mut self) -> StoreResult<()> {
+        // Ports the job took are free again: their DSLAMs' searches start over.
+        let moved = std::mem::take(&mut self.cache.moved_in_savepoint);
+        for d in moved {
+            self.cache.pick_from.remove(&d);
+        }
         for sql in ["ROLLBACK TO job", "RELEASE job"] {
             self.conn
                 .prepare_cached(sql)
@@ -381,6 +426,11 @@ impl WriteConn for SqliteWriter {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
         self.depth = 0;
+        self.cache.forget_picks();
+    }
+
+    fn forget_picks(&mut self) {
+        self.cache.forget_picks();
     }
 
     fn load_inventory(&mut self, inventory: &crate::model::Inventory, at: &str) -> StoreResult<()> {

@@ -230,18 +230,41 @@ impl<T: HasConn> StoreRead for T {
     }
 
     fn first_free_port(&mut self, dslam_id: i64) -> StoreResult<Option<PortRec>> {
-        self.conn()
+        // The writer starts where the last search on this DSLAM ended (see
+        // `InventoryCache::pick_from`): the ports before it are held, so
+        // the unique index (dslam_id, frame, slot, port) is walked from
+        // there and the first row that is pickable is usually the first one
+        // looked at. No index on "pickable" has to change when a port is
+        // taken or freed.
+        const START: super::PortPos = (i64::MIN, i64::MIN, i64::MIN);
+        let from = self
+            .cache()
+            .and_then(|c| c.pick_from.get(&dslam_id).copied())
+            .unwrap_or(START);
+        let found = self
+            .conn()
             .prepare_cached(concat!(
                 "SELECT ",
                 port_cols!(),
-                " FROM port p INDEXED BY port_pick JOIN dslam d ON d.id = p.dslam_id \
-                 WHERE p.dslam_id = ?1 AND p.pickable = 1 \
+                " FROM port p JOIN dslam d ON d.id = p.dslam_id \
+                 WHERE p.dslam_id = ?1 AND (p.frame, p.slot, p.port) >= (?2, ?3, ?4) AND p.pickable = 1 \
                  ORDER BY p.frame, p.slot, p.port LIMIT 1"
             ))
             .map_err(backend)?
-            .query_row([dslam_id], port_row)
+            .query_row(params![dslam_id, from.0, from.1, from.2], port_row)
             .optional()
-            .map_err(backend)
+            .map_err(backend)?;
+        if let Some(c) = self.cache() {
+            // None free: the search next time starts past the last port.
+            let to = found
+                .as_ref()
+                .map(|p| (i64::from(p.frame), i64::from(p.slot), i64::from(p.port)))
+                .unwrap_or((i64::MAX, i64::MAX, i64::MAX));
+            if c.pick_from.insert(dslam_id, to) != Some(to) {
+                c.moved_in_savepoint.push(dslam_id);
+            }
+        }
+        Ok(found)
     }
 
     fn port_held_by(&mut self, service_id: i64) -> StoreResult<Option<PortRec>> {

@@ -496,10 +496,14 @@ fn set_pons(
 }
 
 impl SqliteWriter {
-    /// Intake caches exchanges and DSLAMs; a sync that changes them drops the cache.
+    /// Intake caches exchanges and DSLAMs; a sync that changes them drops the
+    /// cache, and one that changes ports (which may free some) drops where
+    /// intake's searches for free ports start.
     fn sync_touches(&mut self, resource: Resource) {
-        if matches!(resource, Resource::Exchange | Resource::Dslam) {
-            self.cache = InventoryCache::default();
+        match resource {
+            Resource::Exchange | Resource::Dslam => self.cache = InventoryCache::default(),
+            Resource::Port => self.cache.forget_picks(),
+            _ => {}
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Writes of the writer connection.
 
-use super::{SqliteWriter, backend};
+use super::{PortPos, SqliteWriter, backend};
 use crate::model::ServiceState;
 use crate::store::{
     CommandWrite, CustomerWrite, HistoryWrite, ServiceWrite, StoreError, StoreResult, StoreWrite,
@@ -232,12 +232,32 @@ impl StoreWrite for SqliteWriter {
     }
 
     fn release_port(&mut self, service_id: i64, at: &str) -> StoreResult<()> {
-        release_holder(
-            &self.conn,
-            "UPDATE port SET service_id = NULL, updated = ?2 WHERE service_id = ?1",
-            service_id,
-            at,
-        )
+        let held: Option<(i64, i64, PortPos)> = self
+            .conn
+            .prepare_cached(
+                "SELECT id, dslam_id, frame, slot, port FROM port WHERE service_id = ?1",
+            )
+            .map_err(backend)?
+            .query_row([service_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, (r.get(2)?, r.get(3)?, r.get(4)?)))
+            })
+            .optional()
+            .map_err(backend)?;
+        let Some((port_id, dslam_id, pos)) = held else {
+            return Ok(());
+        };
+        self.conn
+            .prepare_cached("UPDATE port SET service_id = NULL, updated = ?2 WHERE id = ?1")
+            .map_err(backend)?
+            .execute(params![port_id, at])
+            .map_err(backend)?;
+        // The freed port may come before where this DSLAM's search starts.
+        if let Some(from) = self.cache.pick_from.get_mut(&dslam_id)
+            && pos < *from
+        {
+            *from = pos;
+        }
+        Ok(())
     }
 
     fn register_ont(

@@ -18,7 +18,12 @@
 -- are never deleted (a Delete makes them INACTIVE), and only the writer sets
 -- a holder, always to the service it has just written or read.
 --
--- Neither changes anything on disk, so the table definitions are
+-- 3. No index on the generated column port.pickable. Taking or freeing a
+-- port rewrote an entry of it (a second scattered page per work order); the
+-- writer now walks the unique index (dslam_id, frame, slot, port) from where
+-- its last search on the DSLAM ended, and reads `pickable` from the row.
+--
+-- Neither 1 nor 2 changes anything on disk, so the table definitions are
 -- edited in place (the procedure of SQLite's documentation, "Making other
 -- kinds of table schema changes"); the migration runner then bumps the
 -- schema version so that every connection reloads the schema.
@@ -41,3 +46,5 @@ UPDATE sqlite_schema SET sql = replace(sql,
   'service_id INTEGER REFERENCES service(id),', 'service_id INTEGER,')
   WHERE type = 'table' AND name IN ('port', 'ont');
 PRAGMA writable_schema = OFF;
+
+DROP INDEX port_pick;
