@@ -73,7 +73,27 @@ static CONTRACT_NAME: LazyLock<BTreeMap<String, &'static str>> =
 /// assert_eq!(im_core::intake::contract_name("colour"), None);
 /// ```
 pub fn contract_name(name: &str) -> Option<&'static str> {
-    CONTRACT_NAME.get(&canonical(name)).copied()
+    let mut buf = [0u8; 32];
+    match canonical_on_stack(name, &mut buf) {
+        Some(key) => CONTRACT_NAME.get(key).copied(),
+        None => CONTRACT_NAME.get(&canonical(name)).copied(),
+    }
+}
+
+/// The canonical form of a short ASCII name, written into `buf` (no
+/// allocation); `None` when the name is not ASCII or longer than `buf`.
+fn canonical_on_stack<'b>(name: &str, buf: &'b mut [u8; 32]) -> Option<&'b str> {
+    if name.len() > buf.len() || !name.is_ascii() {
+        return None;
+    }
+    let mut n = 0;
+    for b in name.bytes() {
+        if !matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r' | b'_' | b'-') {
+            buf[n] = b.to_ascii_lowercase();
+            n += 1;
+        }
+    }
+    std::str::from_utf8(&buf[..n]).ok()
 }
 
 /// Whether a field (any spelling) is protected.
@@ -136,29 +156,9 @@ impl ItemFields {
     pub fn get(&self, name: &str) -> &str {
         // Contract spellings are short ASCII: canonicalise them on the stack.
         let mut buf = [0u8; 32];
-        let mut n = 0;
-        let mut simple = name.len() <= buf.len();
-        if simple {
-            for b in name.bytes() {
-                match b {
-                    b' ' | b'_' | b'-' | b'\t' => {}
-                    b if b.is_ascii() => {
-                        buf[n] = b.to_ascii_lowercase();
-                        n += 1;
-                    }
-                    _ => {
-                        simple = false;
-                        break;
-                    }
-                }
-            }
-        }
-        let found = if simple {
-            std::str::from_utf8(&buf[..n])
-                .ok()
-                .and_then(|k| self.map.get(k))
-        } else {
-            self.map.get(&canonical(name))
+        let found = match canonical_on_stack(name, &mut buf) {
+            Some(k) => self.map.get(k),
+            None => self.map.get(&canonical(name)),
         };
         found.map(|(_, v)| v.as_str()).unwrap_or("")
     }

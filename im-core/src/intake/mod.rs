@@ -17,7 +17,6 @@ pub use validate::{ItemFailure, ItemHead, ValidItem};
 
 use crate::form::{Field, Form};
 use crate::model::OperType;
-use crate::names::canonical;
 use crate::secrets::Secrets;
 use crate::{ErrorCode, ItemResult, Outcome};
 
@@ -160,26 +159,48 @@ fn hex(bytes: &[u8]) -> String {
 /// items with their fields and attrList entries, protected values encrypted
 /// (`enc:` + hex).
 pub fn stored_request(form: &Form, secrets: &Secrets) -> String {
-    let conv = |fields: &[Field]| -> Vec<[String; 2]> {
+    use std::borrow::Cow;
+    // Serialised straight from borrowed fields (keys in the order the
+    // stored format has always had: `form`, `items`; `attrs`, `fields`).
+    #[derive(serde::Serialize)]
+    struct Stored<'a> {
+        form: Vec<[Cow<'a, str>; 2]>,
+        items: Vec<StoredItem<'a>>,
+    }
+    #[derive(serde::Serialize)]
+    struct StoredItem<'a> {
+        attrs: Vec<[Cow<'a, str>; 2]>,
+        fields: Vec<[Cow<'a, str>; 2]>,
+    }
+    fn conv<'a>(fields: &'a [Field], secrets: &Secrets) -> Vec<[Cow<'a, str>; 2]> {
         fields
             .iter()
-            .filter(|f| !matches!(canonical(&f.name).as_str(), "authpassword" | "authusername"))
+            .filter(|f| {
+                !(crate::names::same(&f.name, "authpassword")
+                    || crate::names::same(&f.name, "authusername"))
+            })
             .map(|f| {
                 let v = if is_protected(&f.name) && !f.value.trim().is_empty() {
-                    format!("enc:{}", hex(&secrets.encrypt(f.value.trim())))
+                    Cow::Owned(format!("enc:{}", hex(&secrets.encrypt(f.value.trim()))))
                 } else {
-                    f.value.clone()
+                    Cow::Borrowed(f.value.as_str())
                 };
-                [f.name.clone(), v]
+                [Cow::Borrowed(f.name.as_str()), v]
             })
             .collect()
+    }
+    let stored = Stored {
+        form: conv(&form.fields, secrets),
+        items: form
+            .items
+            .iter()
+            .map(|it| StoredItem {
+                attrs: conv(&it.attrs, secrets),
+                fields: conv(&it.fields, secrets),
+            })
+            .collect(),
     };
-    let items: Vec<serde_json::Value> = form
-        .items
-        .iter()
-        .map(|it| serde_json::json!({ "fields": conv(&it.fields), "attrs": conv(&it.attrs) }))
-        .collect();
-    serde_json::json!({ "form": conv(&form.fields), "items": items }).to_string()
+    serde_json::to_string(&stored).unwrap_or_default()
 }
 
 /// The outcome of a call whose item `failed` (0-based) failed: that item
