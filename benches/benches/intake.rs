@@ -40,6 +40,9 @@ fn open_core(dir: &std::path::Path, spec: &DemoSpec) -> Im {
         _ => Synchronous::Full,
     };
     cfg.writer_cache_mb = cache_mb();
+    if let Ok(v) = std::env::var("IM_BENCH_BG_CHECKPOINT") {
+        cfg.background_checkpoint = v == "1" || v == "true";
+    }
     let im = Im::open(cfg).expect("open");
     im.load_inventory(inventory(spec)).expect("inventory");
     im.set_om_account(im_core::demo::DEMO_OM_USER, im_core::demo::DEMO_OM_PASSWORD)

@@ -70,7 +70,10 @@ pub fn same(a: &str, b: &str) -> bool {
 /// The ASCII bytes a name comparison skips: white space (as
 /// [`char::is_whitespace`] has it for ASCII), `_` and `-`.
 fn ignored_ascii(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r' | b'_' | b'-')
+    matches!(
+        b,
+        b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r' | b'_' | b'-'
+    )
 }
 
 #[cfg(test)]

@@ -195,9 +195,10 @@ pub struct StoreSettings {
     pub credential_cache_ttl: HumanDuration,
     /// Read-only connections. Default 4.
     pub read_connections: usize,
-    /// Checkpoint the WAL from a background thread. Default `false`.
+    /// Checkpoint the WAL from a background thread. Default `true` for the
+    /// server (no call waits for a checkpoint), unlike the core's default.
     pub background_checkpoint: bool,
-    /// The writer's page cache in MiB. Default 64.
+    /// The writer's page cache in MiB. Default 48.
     pub writer_cache_mb: u32,
 }
 
@@ -211,7 +212,7 @@ impl Default for StoreSettings {
             queue_timeout: HumanDuration(c.queue_timeout),
             credential_cache_ttl: HumanDuration(c.credential_cache_ttl),
             read_connections: c.read_connections,
-            background_checkpoint: c.background_checkpoint,
+            background_checkpoint: true,
             writer_cache_mb: c.writer_cache_mb,
         }
     }

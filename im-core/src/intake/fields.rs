@@ -88,7 +88,10 @@ fn canonical_on_stack<'b>(name: &str, buf: &'b mut [u8; 32]) -> Option<&'b str> 
     }
     let mut n = 0;
     for b in name.bytes() {
-        if !matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r' | b'_' | b'-') {
+        if !matches!(
+            b,
+            b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r' | b'_' | b'-'
+        ) {
             buf[n] = b.to_ascii_lowercase();
             n += 1;
         }

@@ -164,12 +164,14 @@ impl Store for SqliteStore {
         // larger intervals buy little more and lengthen the commit that
         // runs the checkpoint (the p99 latency).
         let bg = self.background_checkpoint;
-        conn.pragma_update(None, "wal_autocheckpoint", if bg { 50_000 } else { 5_000 })
+        conn.pragma_update(None, "wal_autocheckpoint", 5_000)
             .map_err(backend)?;
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .map_err(backend)?;
+        let mut conn = conn;
+        // With a checkpointer, its WAL hook replaces the automatic checkpoint.
         let checkpointer = if bg {
-            Some(Checkpointer::start(self.connect(false)?)?)
+            Some(Checkpointer::start(self.connect(false)?, &mut conn)?)
         } else {
             None
         };
@@ -271,45 +273,80 @@ pub struct SqliteWriter {
 }
 
 /// Copies the WAL back into the database file from a thread and connection
-/// of its own (`PASSIVE`: it never waits for, nor blocks, the writer), so
-/// that no commit has to run a checkpoint.
+/// of its own, so that no commit has to copy thousands of scattered pages
+/// and sync the database file (the long stalls of a large inventory).
+///
+/// The writer's WAL hook reports the log's length after every commit. Past
+/// [`BG_CHECKPOINT_FRAMES`] it wakes the checkpointer, which runs a
+/// `PASSIVE` checkpoint (never waiting for, nor blocking, the writer). Such a
+/// checkpoint cannot restart the log while commits keep arriving, so past
+/// [`TAIL_CHECKPOINT_FRAMES`] the writer copies the short rest itself (a
+/// `PASSIVE` checkpoint of its own, right after a commit): the log is then
+/// fully copied and the next batch starts it over.
 struct Checkpointer {
-    stop: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    shared: std::sync::Arc<CheckpointShared>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Log length (frames, ~4 KiB each) at which the checkpointer is woken.
+const BG_CHECKPOINT_FRAMES: i32 = 4_000;
+/// Log length at which the writer copies the rest and the log restarts.
+const TAIL_CHECKPOINT_FRAMES: i32 = 24_000;
+
+#[derive(Default)]
+struct CheckpointShared {
+    /// (checkpoint wanted, stop)
+    state: std::sync::Mutex<(bool, bool)>,
+    cv: std::sync::Condvar,
+}
+
+impl CheckpointShared {
+    fn set(&self, f: impl FnOnce(&mut (bool, bool))) {
+        if let Ok(mut s) = self.state.lock() {
+            f(&mut s);
+            self.cv.notify_all();
+        }
+    }
+}
+
 impl Checkpointer {
-    fn start(conn: Connection) -> StoreResult<Checkpointer> {
-        let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
-        let flag = std::sync::Arc::clone(&stop);
+    /// Starts the thread on `conn` and installs the WAL hook on `writer`.
+    fn start(conn: Connection, writer: &mut Connection) -> StoreResult<Checkpointer> {
+        let shared = std::sync::Arc::new(CheckpointShared::default());
+        let hook = std::sync::Arc::clone(&shared);
+        writer
+            .wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, frames: i32| {
+                if frames >= TAIL_CHECKPOINT_FRAMES {
+                    // Busy (the checkpointer is copying): try after the next commit.
+                    let _ = wal.checkpoint_v2(rusqlite::wal::CheckpointMode::PASSIVE);
+                } else if frames >= BG_CHECKPOINT_FRAMES {
+                    hook.set(|s| s.0 = true);
+                }
+                Ok(())
+            }))
+            .map_err(backend)?;
+        let flag = std::sync::Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("im-checkpoint".into())
             .spawn(move || {
-                let (lock, cv) = &*flag;
                 loop {
-                    let pending = conn
-                        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                            Ok(r.get::<_, i64>(1)? - r.get::<_, i64>(2)?)
-                        })
-                        .unwrap_or(0);
-                    let pause = if pending > 2_000 {
-                        Duration::from_millis(2)
-                    } else {
-                        Duration::from_millis(20)
-                    };
-                    let Ok(guard) = lock.lock() else { return };
-                    let Ok((guard, _)) = cv.wait_timeout_while(guard, pause, |s| !*s) else {
-                        return;
-                    };
-                    if *guard {
-                        break;
+                    {
+                        let Ok(guard) = flag.state.lock() else { return };
+                        let Ok(mut guard) = flag.cv.wait_while(guard, |s| !s.0 && !s.1) else {
+                            return;
+                        };
+                        if guard.1 {
+                            break;
+                        }
+                        guard.0 = false;
                     }
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
                 }
                 let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
             })
             .map_err(|e| StoreError::Backend(format!("cannot start the checkpointer: {e}")))?;
         Ok(Checkpointer {
-            stop,
+            shared,
             thread: Some(thread),
         })
     }
@@ -317,11 +354,7 @@ impl Checkpointer {
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        let (lock, cv) = &*self.stop;
-        if let Ok(mut s) = lock.lock() {
-            *s = true;
-            cv.notify_all();
-        }
+        self.shared.set(|s| s.1 = true);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
