@@ -329,6 +329,14 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("im-checkpoint".into())
             .spawn(move || {
+                // Copying back can wait; the writer and the calls cannot: this
+                // thread yields the cores to them (nice 10; raising one's own
+                // nice value needs no privilege).
+                if let Err(e) =
+                    rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10)
+                {
+                    tracing::debug!(error = %e, "checkpointer keeps its priority");
+                }
                 loop {
                     {
                         let Ok(guard) = flag.state.lock() else { return };
