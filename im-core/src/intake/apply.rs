@@ -612,7 +612,9 @@ fn install_dsl(
     w.customer_id = customer_id;
     w.popid = ctx.call.popid.clone();
     w.exchange_id = Some(exchange_id);
-    let id = ctx.tx.put_service(&w, ctx.at)?;
+    let id = ctx
+        .tx
+        .put_service(&w, existing.as_ref().map(|s| s.id), ctx.at)?;
     ctx.tx.hold_port(port.id, id, ctx.at)?;
     push_command(
         ctx,
@@ -878,7 +880,9 @@ fn install_ftth(ctx: &mut Ctx<'_>, v: &ValidItem) -> StoreResult<ItemOutcome> {
     w.olt_id = Some(olt_id);
     w.compound_id = Some(compound_id);
     w.vlan = Some(vlan);
-    let id = ctx.tx.put_service(&w, ctx.at)?;
+    let id = ctx
+        .tx
+        .put_service(&w, existing.as_ref().map(|s| s.id), ctx.at)?;
     let ont = take_ont(ctx, take, id, v.fields.get("ONTModel"))?;
     push_command(
         ctx,
@@ -987,9 +991,9 @@ fn install_addon(
 ) -> StoreResult<ItemOutcome> {
     let bb = tri!(broadband_of(ctx, v, service, cover));
     let (ont, port, vlan) = tri!(addon_resources(ctx, v, service, &bb, None));
-    if ctx
-        .tx
-        .service(&v.user_name, service)?
+    let existing = ctx.tx.service(&v.user_name, service)?;
+    if existing
+        .as_ref()
         .is_some_and(|s| s.state == ServiceState::Active)
     {
         return fail(
@@ -1010,7 +1014,9 @@ fn install_addon(
     w.exchange_id = bb.exchange_id;
     w.vlan = vlan;
     w.speed_kbps = None;
-    let id = ctx.tx.put_service(&w, ctx.at)?;
+    let id = ctx
+        .tx
+        .put_service(&w, existing.as_ref().map(|s| s.id), ctx.at)?;
     push_command(
         ctx,
         id,

@@ -398,8 +398,16 @@ pub trait StoreWrite: StoreRead {
     /// Creates or updates a customer; returns its id.
     fn upsert_customer(&mut self, c: &CustomerWrite, at: &str) -> StoreResult<i64>;
     /// Creates a service (state ACTIVE) or reactivates and rewrites an inactive
-    /// one of the same key; returns its id.
-    fn put_service(&mut self, s: &ServiceWrite, at: &str) -> StoreResult<i64>;
+    /// one of the same key; returns its id. `inactive` is what the caller
+    /// found under that key: the inactive service's id, or `None` when there
+    /// is none (an active one must have been refused before). A service that
+    /// exists when `None` is given fails on the unique key.
+    fn put_service(
+        &mut self,
+        s: &ServiceWrite,
+        inactive: Option<i64>,
+        at: &str,
+    ) -> StoreResult<i64>;
     /// Rewrites an active service's data.
     fn update_service(&mut self, id: i64, s: &ServiceWrite, at: &str) -> StoreResult<()>;
     /// Sets a service's state.

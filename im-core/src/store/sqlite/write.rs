@@ -101,33 +101,26 @@ impl StoreWrite for SqliteWriter {
         Ok(self.conn.last_insert_rowid())
     }
 
-    fn put_service(&mut self, s: &ServiceWrite, at: &str) -> StoreResult<i64> {
+    fn put_service(
+        &mut self,
+        s: &ServiceWrite,
+        inactive: Option<i64>,
+        at: &str,
+    ) -> StoreResult<i64> {
         let fields = fields_json(s)?;
-        // A lookup, then a plain INSERT (new) or an UPDATE by rowid (an
-        // INACTIVE service installed again); no upsert with RETURNING, which
-        // would cost a statement journal and a temporary table.
-        let existing: Option<(i64, String)> = self
-            .conn
-            .prepare_cached(
-                "SELECT id, state FROM service WHERE user_name = ?1 AND service_type = ?2",
-            )
-            .map_err(backend)?
-            .query_row(params![s.user_name, s.service_type.as_str()], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()
-            .map_err(backend)?;
-        match existing {
-            Some((_, state)) if state != ServiceState::Inactive.as_str() => {
-                Err(StoreError::Constraint("service is already active".into()))
-            }
-            Some((id, _)) => {
-                self.conn
+        // A plain INSERT (new) or an UPDATE by rowid (an INACTIVE service
+        // installed again); no upsert with RETURNING, which would cost a
+        // statement journal and a temporary table.
+        match inactive {
+            Some(id) => {
+                let n = self
+                    .conn
                     .prepare_cached(
                         "UPDATE service SET cover_type = ?2, state = 'ACTIVE', customer_id = ?3, parent_id = ?4, \
                            popid = ?5, exchange_id = ?6, olt_id = ?7, compound_id = ?8, vlan = ?9, speed_kbps = ?10, \
                            password_enc = coalesce(?11, password_enc), iptv_password_enc = coalesce(?12, iptv_password_enc), \
-                           fields = ?13, conflict = 0, conflict_reason = NULL, updated = ?14 WHERE id = ?1",
+                           fields = ?13, conflict = 0, conflict_reason = NULL, updated = ?14 \
+                         WHERE id = ?1 AND state = 'INACTIVE'",
                     )
                     .map_err(backend)?
                     .execute(params![
@@ -147,7 +140,11 @@ impl StoreWrite for SqliteWriter {
                         at
                     ])
                     .map_err(backend)?;
-                Ok(id)
+                if n == 1 {
+                    Ok(id)
+                } else {
+                    Err(StoreError::Constraint("service is already active".into()))
+                }
             }
             None => {
                 self.conn
