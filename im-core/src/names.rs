@@ -67,6 +67,21 @@ pub fn same(a: &str, b: &str) -> bool {
     }
 }
 
+/// The canonical form of a short ASCII name written into `buf`, without
+/// allocating; `None` when the name is not ASCII or longer than `buf`
+/// (then use [`canonical`]).
+pub(crate) fn canonical_in<'b>(name: &str, buf: &'b mut [u8; 32]) -> Option<&'b str> {
+    if name.len() > buf.len() || !name.is_ascii() {
+        return None;
+    }
+    let mut n = 0;
+    for b in name.bytes().filter(|b| !ignored_ascii(*b)) {
+        buf[n] = b.to_ascii_lowercase();
+        n += 1;
+    }
+    std::str::from_utf8(&buf[..n]).ok()
+}
+
 /// The ASCII bytes a name comparison skips: white space (as
 /// [`char::is_whitespace`] has it for ASCII), `_` and `-`.
 fn ignored_ascii(b: u8) -> bool {
@@ -102,6 +117,10 @@ mod tests {
         ] {
             assert_eq!(same(a, b), same_name, "{a:?} vs {b:?}");
             assert_eq!(canonical(a) == canonical(b), same_name, "{a:?} vs {b:?}");
+            let mut buf = [0u8; 32];
+            if let Some(c) = canonical_in(a, &mut buf) {
+                assert_eq!(c, canonical(a), "{a:?}");
+            }
         }
     }
 }

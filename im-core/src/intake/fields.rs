@@ -74,29 +74,10 @@ static CONTRACT_NAME: LazyLock<BTreeMap<String, &'static str>> =
 /// ```
 pub fn contract_name(name: &str) -> Option<&'static str> {
     let mut buf = [0u8; 32];
-    match canonical_on_stack(name, &mut buf) {
+    match crate::names::canonical_in(name, &mut buf) {
         Some(key) => CONTRACT_NAME.get(key).copied(),
         None => CONTRACT_NAME.get(&canonical(name)).copied(),
     }
-}
-
-/// The canonical form of a short ASCII name, written into `buf` (no
-/// allocation); `None` when the name is not ASCII or longer than `buf`.
-fn canonical_on_stack<'b>(name: &str, buf: &'b mut [u8; 32]) -> Option<&'b str> {
-    if name.len() > buf.len() || !name.is_ascii() {
-        return None;
-    }
-    let mut n = 0;
-    for b in name.bytes() {
-        if !matches!(
-            b,
-            b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r' | b'_' | b'-'
-        ) {
-            buf[n] = b.to_ascii_lowercase();
-            n += 1;
-        }
-    }
-    std::str::from_utf8(&buf[..n]).ok()
 }
 
 /// Whether a field (any spelling) is protected.
@@ -159,7 +140,7 @@ impl ItemFields {
     pub fn get(&self, name: &str) -> &str {
         // Contract spellings are short ASCII: canonicalise them on the stack.
         let mut buf = [0u8; 32];
-        let found = match canonical_on_stack(name, &mut buf) {
+        let found = match crate::names::canonical_in(name, &mut buf) {
             Some(k) => self.map.get(k),
             None => self.map.get(&canonical(name)),
         };

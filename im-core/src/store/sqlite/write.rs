@@ -12,6 +12,40 @@ fn fields_json(s: &ServiceWrite) -> StoreResult<String> {
     serde_json::to_string(&s.fields).map_err(|e| StoreError::Data(e.to_string()))
 }
 
+/// Runs an `UPDATE` of a service row by id whose parameters are, in order:
+/// `?1` id, `?2` cover type, `?3` customer, `?4` parent, `?5` popid,
+/// `?6` exchange, `?7` OLT, `?8` compound, `?9` VLAN, `?10` speed,
+/// `?11` password, `?12` IPTV password, `?13` fields, `?14` time; returns the
+/// rows changed.
+fn rewrite_service(
+    conn: &Connection,
+    sql: &str,
+    id: i64,
+    s: &ServiceWrite,
+    fields: &str,
+    at: &str,
+) -> StoreResult<usize> {
+    conn.prepare_cached(sql)
+        .map_err(backend)?
+        .execute(params![
+            id,
+            s.cover_type.as_str(),
+            s.customer_id,
+            s.parent_id,
+            s.popid,
+            s.exchange_id,
+            s.olt_id,
+            s.compound_id,
+            s.vlan,
+            s.speed_kbps.map(|v| v as i64),
+            s.password_enc,
+            s.iptv_password_enc,
+            fields,
+            at
+        ])
+        .map_err(backend)
+}
+
 impl StoreWrite for SqliteWriter {
     fn insert_task(&mut self, t: &TaskWrite<'_>) -> StoreResult<i64> {
         // No RETURNING on the hot path: SQLite runs RETURNING as a trigger,
@@ -113,33 +147,18 @@ impl StoreWrite for SqliteWriter {
         // statement journal and a temporary table.
         match inactive {
             Some(id) => {
-                let n = self
-                    .conn
-                    .prepare_cached(
-                        "UPDATE service SET cover_type = ?2, state = 'ACTIVE', customer_id = ?3, parent_id = ?4, \
-                           popid = ?5, exchange_id = ?6, olt_id = ?7, compound_id = ?8, vlan = ?9, speed_kbps = ?10, \
-                           password_enc = coalesce(?11, password_enc), iptv_password_enc = coalesce(?12, iptv_password_enc), \
-                           fields = ?13, conflict = 0, conflict_reason = NULL, updated = ?14 \
-                         WHERE id = ?1 AND state = 'INACTIVE'",
-                    )
-                    .map_err(backend)?
-                    .execute(params![
-                        id,
-                        s.cover_type.as_str(),
-                        s.customer_id,
-                        s.parent_id,
-                        s.popid,
-                        s.exchange_id,
-                        s.olt_id,
-                        s.compound_id,
-                        s.vlan,
-                        s.speed_kbps.map(|v| v as i64),
-                        s.password_enc,
-                        s.iptv_password_enc,
-                        fields,
-                        at
-                    ])
-                    .map_err(backend)?;
+                let n = rewrite_service(
+                    &self.conn,
+                    "UPDATE service SET cover_type = ?2, state = 'ACTIVE', customer_id = ?3, parent_id = ?4, \
+                       popid = ?5, exchange_id = ?6, olt_id = ?7, compound_id = ?8, vlan = ?9, speed_kbps = ?10, \
+                       password_enc = coalesce(?11, password_enc), iptv_password_enc = coalesce(?12, iptv_password_enc), \
+                       fields = ?13, conflict = 0, conflict_reason = NULL, updated = ?14 \
+                     WHERE id = ?1 AND state = 'INACTIVE'",
+                    id,
+                    s,
+                    &fields,
+                    at,
+                )?;
                 if n == 1 {
                     Ok(id)
                 } else {
@@ -180,31 +199,17 @@ impl StoreWrite for SqliteWriter {
 
     fn update_service(&mut self, id: i64, s: &ServiceWrite, at: &str) -> StoreResult<()> {
         let fields = fields_json(s)?;
-        self.conn
-            .prepare_cached(
-                "UPDATE service SET cover_type = ?2, customer_id = ?3, parent_id = ?4, popid = ?5, \
-                   exchange_id = ?6, olt_id = ?7, compound_id = ?8, vlan = ?9, speed_kbps = ?10, \
-                   password_enc = coalesce(?11, password_enc), iptv_password_enc = coalesce(?12, iptv_password_enc), \
-                   fields = ?13, updated = ?14 WHERE id = ?1",
-            )
-            .map_err(backend)?
-            .execute(params![
-                id,
-                s.cover_type.as_str(),
-                s.customer_id,
-                s.parent_id,
-                s.popid,
-                s.exchange_id,
-                s.olt_id,
-                s.compound_id,
-                s.vlan,
-                s.speed_kbps.map(|v| v as i64),
-                s.password_enc,
-                s.iptv_password_enc,
-                fields,
-                at
-            ])
-            .map_err(backend)?;
+        rewrite_service(
+            &self.conn,
+            "UPDATE service SET cover_type = ?2, customer_id = ?3, parent_id = ?4, popid = ?5, \
+               exchange_id = ?6, olt_id = ?7, compound_id = ?8, vlan = ?9, speed_kbps = ?10, \
+               password_enc = coalesce(?11, password_enc), iptv_password_enc = coalesce(?12, iptv_password_enc), \
+               fields = ?13, updated = ?14 WHERE id = ?1",
+            id,
+            s,
+            &fields,
+            at,
+        )?;
         Ok(())
     }
 
